@@ -1,0 +1,1 @@
+"""DeepFER: facial emotion recognition served with ONNX Runtime."""

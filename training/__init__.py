@@ -1,0 +1,1 @@
+"""Offline training pipeline (TensorFlow/Keras). Never imported by the service."""

@@ -1,0 +1,56 @@
+"""The emotion classifier: a compact VGG-style network with batch normalisation.
+
+Input is raw grey pixels 0..255 (the ONNX contract); scaling happens in the first layer, so every consumer of
+the exported graph feeds the same thing the service does.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from service.contract import INPUT_SHAPE, LABELS
+from training.config import TrainConfig
+
+
+def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, weight_decay: float) -> keras.KerasTensor:
+    x = keras.layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(weight_decay), name=f"{name}_conv",
+    )(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    """48x48x1 -> four stages of two 3x3 convolutions -> 3x3 map -> dense head -> 7 softmax probabilities.
+
+    Stage names are ``block1``..``block4`` so fine-tuning can freeze the early ones by name.
+    """
+    inputs = keras.Input(shape=INPUT_SHAPE, name="face")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    for block, filters in enumerate(config.widths, start=1):
+        x = _conv_bn_relu(x, filters, f"block{block}_a", config.weight_decay)
+        x = _conv_bn_relu(x, filters, f"block{block}_b", config.weight_decay)
+        x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
+        # Light spatial dropout in the early stages, full dropout in the head: FER2013 overfits fast.
+        x = keras.layers.SpatialDropout2D(0.1, name=f"block{block}_drop")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(config.dropout, name="head_drop1")(x)
+    x = keras.layers.Dense(
+        config.dense_units, use_bias=False, kernel_regularizer=keras.regularizers.L2(config.weight_decay),
+        name="head_dense",
+    )(x)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Activation("relu", name="head_relu")(x)
+    x = keras.layers.Dropout(config.dropout, name="head_drop2")(x)
+    # float32 softmax even under mixed precision, so probabilities sum to 1 to float32 accuracy.
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="deepfer_vgg")
+
+
+def freeze_early_blocks(model: keras.Model, blocks: int) -> None:
+    """Freeze stages ``block1``..``block{blocks}`` for fine-tuning on a small customer dataset."""
+    prefixes = tuple(f"block{i}_" for i in range(1, blocks + 1))
+    for layer in model.layers:
+        if layer.name.startswith(prefixes):
+            layer.trainable = False
