@@ -8,7 +8,11 @@ keys below.
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 #: The seven FER2013 emotions, in the classifier's output order (FER2013's own 0..6 coding).
 LABELS: Final[tuple[str, ...]] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -29,3 +33,28 @@ class MetadataKey:
     METRICS: Final[str] = "metrics"  # JSON object of test/validation metrics
     CONFIG: Final[str] = "training_config"  # JSON object of hyper-parameters
     TTA: Final[str] = "test_time_augmentation"
+
+
+class ModelContractError(Exception):
+    """A classifier file breaks the contract: raised at load time so a bad model never serves a request."""
+
+
+def check_contract(session: InferenceSession) -> None:
+    """Refuse a session whose inputs, outputs or labels differ from the contract, with a readable reason."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ModelContractError(f"expected exactly one input, found {len(inputs)}")
+    face = inputs[0]
+    if face.type != "tensor(float)" or list(face.shape[1:]) != list(INPUT_SHAPE) or len(face.shape) != 4:
+        raise ModelContractError(f"input must be float32 [N,48,48,1], found {face.type} {face.shape}")
+    if not outputs or outputs[0].type != "tensor(float)" or len(outputs[0].shape) != 2 \
+            or outputs[0].shape[1] != len(LABELS):
+        found = (outputs[0].type, outputs[0].shape) if outputs else "no output"
+        raise ModelContractError(f"first output must be float32 [N,{len(LABELS)}], found {found}")
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        labels = json.loads(metadata[MetadataKey.LABELS])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ModelContractError(f"metadata {MetadataKey.LABELS!r} missing or not JSON: {error}") from None
+    if tuple(labels) != LABELS:
+        raise ModelContractError(f"labels {labels} differ from the expected {list(LABELS)}")

@@ -14,8 +14,13 @@ from training.config import TrainConfig
 
 def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, weight_decay: float) -> keras.KerasTensor:
     x = keras.layers.Conv2D(
-        filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-        kernel_regularizer=keras.regularizers.L2(weight_decay), name=f"{name}_conv",
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(weight_decay),
+        name=f"{name}_conv",
     )(x)
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
@@ -37,7 +42,9 @@ def build_model(config: TrainConfig) -> keras.Model:
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(config.dropout, name="head_drop1")(x)
     x = keras.layers.Dense(
-        config.dense_units, use_bias=False, kernel_regularizer=keras.regularizers.L2(config.weight_decay),
+        config.dense_units,
+        use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(config.weight_decay),
         name="head_dense",
     )(x)
     x = keras.layers.BatchNormalization(name="head_bn")(x)

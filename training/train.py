@@ -12,8 +12,9 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,10 +45,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     args = parser.parse_args(argv)
     lr = args.lr if args.lr is not None else (defaults.learning_rate / 10 if args.init else defaults.learning_rate)
     config = replace(
-        defaults, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr,
-        widths=tuple(args.widths), dropout=args.dropout, label_smoothing=args.label_smoothing,
-        class_weighting=args.class_weighting, val_fraction=args.val_fraction, patience=args.patience,
-        mixed_precision=args.mixed_precision, limit_per_class=args.limit_per_class, init=args.init,
+        defaults,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=lr,
+        widths=tuple(args.widths),
+        dropout=args.dropout,
+        label_smoothing=args.label_smoothing,
+        class_weighting=args.class_weighting,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        mixed_precision=args.mixed_precision,
+        limit_per_class=args.limit_per_class,
+        init=args.init,
         freeze_blocks=args.freeze_blocks,
     )
     return args, config
@@ -69,64 +80,49 @@ def class_weights(train: FaceSet, mode: str) -> dict[int, float] | None:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, config = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@dataclass(frozen=True)
+class Splits:
+    train: FaceSet
+    val: FaceSet
+    test: FaceSet
+    data_sha256: str
+
+
+def load_data(source: Path, config: TrainConfig) -> Splits:
+    """Stratified train/validation split of ``train/``; ``test/`` is only ever scored, never selected on."""
+    full = load_split(source, "train", config.limit_per_class)
+    keep, held = stratified_split(full.labels, config.val_fraction, config.seed)
+    test = load_split(source, "test", config.limit_per_class)
+    return Splits(full.subset(keep), full.subset(held), test, sha256_of(source))
+
+
+def make_dataset(faces: FaceSet, config: TrainConfig, augmenter: Any = None) -> Any:
+    """FaceSet -> batched tf.data pipeline of (float32 N x 48 x 48 x 1 in 0..255, one-hot labels)."""
     import keras
     import tensorflow as tf
 
-    from training.augment import build_augmenter
+    x = faces.faces[..., np.newaxis].astype(np.float32)
+    y = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if augmenter is not None:
+        ds = ds.shuffle(len(faces), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    if augmenter is not None:
+        ds = ds.map(lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
+    """A new network, or the ``--init`` one with its early stages frozen, compiled with the schedule."""
+    import keras
+
     from training.model import build_model, freeze_early_blocks
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-
-    # --- data ---------------------------------------------------------------------------------------------
-    started = time.time()
-    data_sha256 = sha256_of(args.data)
-    full = load_split(args.data, "train", config.limit_per_class)
-    keep, held = stratified_split(full.labels, config.val_fraction, config.seed)
-    train, val = full.subset(keep), full.subset(held)
-    test = load_split(args.data, "test", config.limit_per_class)
-    print(f"data {args.data} sha256={data_sha256[:12]} train={len(train)} val={len(val)} test={len(test)} "
-          f"loaded in {time.time() - started:.1f}s", flush=True)
-
-    command = shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "training.train", *(argv or sys.argv[1:])])
-    record = {
-        "command": command,
-        "config": asdict(config),
-        "data": {"path": str(args.data), "sha256": data_sha256, "train": train.class_counts(),
-                 "val": val.class_counts(), "test": test.class_counts()},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
-    }
-    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    config.save(out / "config.json")
-
-    augmenter = build_augmenter(config.seed)
-
-    def dataset(faces: FaceSet, training: bool) -> tf.data.Dataset:
-        x = faces.faces[..., np.newaxis].astype(np.float32)
-        y = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
-        ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-        if training:
-            ds = ds.shuffle(len(faces), seed=config.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(config.batch_size)
-        if training:
-            ds = ds.map(lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    train_ds, val_ds = dataset(train, True), dataset(val, False)
-
-    # --- model --------------------------------------------------------------------------------------------
     if config.init:
         model = keras.models.load_model(config.init)
         freeze_early_blocks(model, config.freeze_blocks)
     else:
         model = build_model(config)
-    steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
     warmup_steps = min(config.warmup_epochs, max(config.epochs - 1, 0)) * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10 if warmup_steps else config.learning_rate,
@@ -140,32 +136,89 @@ def main(argv: list[str] | None = None) -> int:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    model.summary(print_fn=lambda line, **_: print(line, flush=True))
+    return model
 
-    # --- fit ----------------------------------------------------------------------------------------------
-    best_path = out / "best.keras"
+
+def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
+    """Train with best-on-validation checkpointing, early stopping, a resumable backup and a CSV history."""
+    import keras
+
+    from training.augment import build_augmenter
+
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_accuracy", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
+        ),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
     model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-        class_weight=class_weights(train, config.class_weighting), verbose=1 if sys.stdout.isatty() else 2,
+        make_dataset(splits.train, config, build_augmenter(config.seed)),
+        validation_data=make_dataset(splits.val, config),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        class_weight=class_weights(splits.train, config.class_weighting),
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=1 if sys.stdout.isatty() else 2,
     )
 
-    # --- record -------------------------------------------------------------------------------------------
-    # The test split is scored once, for the record; model selection above used the validation split only.
-    best = keras.models.load_model(best_path)
+
+def score_best(out: Path, splits: Splits) -> dict[str, float]:
+    """Accuracy of the best checkpoint on validation and, for the record only, on the test split."""
+    import keras
+
+    best = keras.models.load_model(out / "best.keras")
     metrics = {}
-    for name, faces in (("val", val), ("test", test)):
+    for name, faces in (("val", splits.val), ("test", splits.test)):
         probabilities = best.predict(faces.faces[..., np.newaxis].astype(np.float32), batch_size=256, verbose=0)
         metrics[f"{name}_accuracy"] = float(np.mean(probabilities.argmax(axis=1) == faces.labels))
-    metrics["train_seconds"] = round(time.time() - started, 1)
-    record["metrics"] = metrics
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, config = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+    started = time.time()
+    splits = load_data(args.data, config)
+    print(
+        f"data {args.data} sha256={splits.data_sha256[:12]} train={len(splits.train)} val={len(splits.val)} "
+        f"test={len(splits.test)} loaded in {time.time() - started:.1f}s",
+        flush=True,
+    )
+
+    command = shlex.join(["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)])
+    record: dict[str, Any] = {
+        "command": command,
+        "config": asdict(config),
+        "data": {
+            "path": str(args.data),
+            "sha256": splits.data_sha256,
+            "train": splits.train.class_counts(),
+            "val": splits.val.class_counts(),
+            "test": splits.test.class_counts(),
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+    }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(metrics), flush=True)
+    config.save(out / "config.json")
+
+    model = compiled_model(config, steps_per_epoch=int(np.ceil(len(splits.train) / config.batch_size)))
+    model.summary(print_fn=lambda line, **_: print(line, flush=True))
+    fit(model, splits, config, out)
+
+    record["metrics"] = {**score_best(out, splits), "train_seconds": round(time.time() - started, 1)}
+    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record["metrics"]), flush=True)
     return 0
 
 

@@ -1,0 +1,128 @@
+"""``python -m export --model runs/NAME/best.keras --out service/models/emotion.onnx``.
+
+Convert -> attach metadata -> verify in a fresh ONNX Runtime session against Keras -> atomic write. The file at
+``--out`` is either the previous model or the complete new one, never something in between: the service may
+be loading it at any moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.metadata import build_metadata, run_record, sha256_file
+
+PARITY_TOLERANCE = 1e-4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser.add_argument("--model", type=Path, required=True, help="trained .keras model")
+    parser.add_argument("--out", type=Path, required=True, help="destination .onnx file")
+    parser.add_argument("--name", default="deepfer-emotion", help="model name in the metadata")
+    parser.add_argument("--version", default=None, help="version string (default: the run folder's name)")
+    parser.add_argument("--no-tta", action="store_true", help="do not average the mirrored face in the graph")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=None,
+        help="JSON of metrics to embed (default: the run's own metrics from run.json)",
+    )
+    return parser.parse_args(argv)
+
+
+def atomic_write(data: bytes, destination: Path) -> None:
+    """Write to a temporary file in the destination's folder, fsync, then rename over the destination."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def parity_faces(record: dict[str, Any], per_class: int = 10) -> np.ndarray:
+    """Real faces for the Keras/ONNX comparison: the training data's test split when it is reachable.
+
+    Falls back to uniform noise over 0..255 only for a model with no reachable training data (a file made
+    elsewhere), so the contract's value range is still exercised.
+    """
+    data = Path(record.get("data", {}).get("path", ""))
+    if data.exists() and str(data):
+        from training.data import load_split
+
+        return load_split(data, "test", per_class).faces[..., np.newaxis].astype(np.float32)
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
+
+
+def verify(onnx_bytes: bytes, keras_model: Any, faces: np.ndarray, test_time_augmentation: bool) -> float:
+    """Load the bytes in a fresh InferenceSession, check the contract, and return max |Keras - ONNX|."""
+    import onnxruntime as ort
+
+    from service.contract import check_contract
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    check_contract(session)
+    got = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    expected = keras_model(faces, training=False).numpy()
+    if test_time_augmentation:
+        expected = (expected + keras_model(faces[:, :, ::-1, :], training=False).numpy()) / 2
+    return float(np.max(np.abs(got - expected)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import keras
+
+    from export.convert import to_onnx
+
+    model = keras.models.load_model(args.model)
+    tta = not args.no_tta
+    proto = to_onnx(model, test_time_augmentation=tta)
+    record = run_record(args.model)
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    version = args.version or args.model.resolve().parent.name
+    metadata = build_metadata(record, name=args.name, version=version, test_time_augmentation=tta, metrics=metrics)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "deepfer-export"
+    onnx_bytes = proto.SerializeToString()
+
+    difference = verify(onnx_bytes, model, parity_faces(record), tta)
+    if difference > PARITY_TOLERANCE:
+        raise SystemExit(f"export: ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
+
+    atomic_write(onnx_bytes, args.out)
+    sidecar = {
+        **{k: _maybe_json(v) for k, v in metadata.items()},
+        "sha256": sha256_file(args.out),
+        "source_model": str(args.model),
+        "parity_max_abs_diff": difference,
+    }
+    atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), args.out.with_suffix(".json"))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, parity {difference:.1e})")
+    return 0
+
+
+def _maybe_json(value: str) -> object:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

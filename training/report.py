@@ -1,0 +1,169 @@
+"""Evaluation figures and tables from predicted probabilities: no model code, so any scorer can reuse it.
+
+Metrics are computed with numpy rather than scikit-learn to keep the train extra small; each is a few lines
+and checked against hand-computed cases in tests/test_report.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+from numpy.typing import NDArray
+
+from service.contract import LABELS
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    auc: float
+
+
+def confusion_matrix(labels: NDArray[np.int64], predicted: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def roc_curve(is_positive: NDArray[np.bool_], score: NDArray[np.float64]) -> tuple[NDArray, NDArray, float]:
+    """(false positive rates, true positive rates, AUC) of one class against the rest; ties share a step."""
+    order = np.argsort(-score, kind="stable")
+    score, is_positive = score[order], is_positive[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
+    true_pos = np.cumsum(is_positive)[last_of_tie]
+    false_pos = (last_of_tie + 1) - true_pos
+    positives, negatives = max(int(is_positive.sum()), 1), max(int((~is_positive).sum()), 1)
+    tpr = np.r_[0.0, true_pos / positives]
+    fpr = np.r_[0.0, false_pos / negatives]
+    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def score(labels: NDArray[np.int64], probabilities: NDArray[np.float32]) -> dict[str, Any]:
+    """Accuracy, macro F1 and the per-class table for N labels and N x 7 probabilities."""
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted)
+    per_class: dict[str, ClassScores] = {}
+    for index, name in enumerate(LABELS):
+        true_pos = matrix[index, index]
+        precision = true_pos / max(matrix[:, index].sum(), 1)
+        recall = true_pos / max(matrix[index].sum(), 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+        _, _, auc = roc_curve(labels == index, probabilities[:, index].astype(np.float64))
+        per_class[name] = ClassScores(float(precision), float(recall), float(f1), int(matrix[index].sum()), auc)
+    return {
+        "count": len(labels),
+        "accuracy": float(np.mean(predicted == labels)),
+        "macro_f1": float(np.mean([s.f1 for s in per_class.values()])),
+        "macro_auc": float(np.mean([s.auc for s in per_class.values()])),
+        "per_class": {name: vars(s) for name, s in per_class.items()},
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def plot_confusion(matrix: NDArray[np.int64], path: Path) -> None:
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(7, 6))
+    image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(matrix):
+        colour = "white" if normalised[row, col] > 0.5 else "black"
+        axes.text(col, row, f"{count}\n{normalised[row, col]:.0%}", ha="center", va="center", fontsize=7, color=colour)
+    axes.set(
+        xticks=range(len(LABELS)),
+        yticks=range(len(LABELS)),
+        xticklabels=LABELS,
+        yticklabels=LABELS,
+        xlabel="predicted",
+        ylabel="true",
+        title="Confusion matrix (row-normalised)",
+    )
+    plt.setp(axes.get_xticklabels(), rotation=45, ha="right")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_roc(labels: NDArray[np.int64], probabilities: NDArray[np.float32], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(6, 6))
+    for index, name in enumerate(LABELS):
+        fpr, tpr, auc = roc_curve(labels == index, probabilities[:, index].astype(np.float64))
+        axes.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="One-vs-rest ROC")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_history(history_csv: Path, path: Path) -> bool:
+    """Training/validation accuracy and loss per epoch from Keras' CSVLogger file; False when it is absent."""
+    if not history_csv.is_file():
+        return False
+    with history_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return False
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    figure, (acc_axes, loss_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("accuracy", "train"), ("val_accuracy", "validation")):
+        acc_axes.plot(epochs, [float(row[key]) for row in rows], label=label)
+    for key, label in (("loss", "train"), ("val_loss", "validation")):
+        loss_axes.plot(epochs, [float(row[key]) for row in rows], label=label)
+    acc_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss (incl. L2)")
+    acc_axes.legend()
+    loss_axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def per_class_table(scores: dict[str, Any]) -> str:
+    """Markdown table of the per-class scores, for the report folder and the README."""
+    lines = ["| class | precision | recall | F1 | AUC | support |", "|---|---|---|---|---|---|"]
+    for name, s in scores["per_class"].items():
+        lines.append(
+            f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['auc']:.3f} | {s['support']} |"
+        )
+    lines.append(
+        f"| **all** | | | **macro {scores['macro_f1']:.3f}** | **macro {scores['macro_auc']:.3f}** "
+        f"| {scores['count']} |"
+    )
+    return "\n".join(lines)
+
+
+def write_report(
+    out: Path,
+    labels: NDArray[np.int64],
+    probabilities: NDArray[np.float32],
+    extra: dict[str, Any],
+    history_csv: Path | None = None,
+) -> dict[str, Any]:
+    """Write metrics.json, per_class.md and the PNG figures into ``out``; return the metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    scores = score(labels, probabilities)
+    plot_confusion(np.asarray(scores["confusion_matrix"]), out / "confusion_matrix.png")
+    plot_roc(labels, probabilities, out / "roc.png")
+    figures = ["confusion_matrix.png", "roc.png"]
+    if history_csv is not None and plot_history(history_csv, out / "training_curves.png"):
+        figures.append("training_curves.png")
+    report = {**extra, **scores, "figures": figures}
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "per_class.md").write_text(per_class_table(scores) + "\n")
+    return report
