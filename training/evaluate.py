@@ -1,0 +1,59 @@
+"""``python -m training.evaluate --model service/models/emotion.onnx --data fer2013.zip --out reports/NAME``.
+
+Scores the ONNX file (the artefact that ships, not the Keras checkpoint) through the service's own classifier
+wrapper, on faces prepared by the service's own preprocessing, and writes the report folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.contract import MetadataKey
+from training.data import load_split, sha256_of
+from training.report import per_class_table, write_report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
+    parser.add_argument("--model", type=Path, required=True, help="ONNX classifier honouring the contract")
+    parser.add_argument("--data", type=Path, required=True, help="Kaggle-layout FER2013 folder or zip")
+    parser.add_argument("--split", default="test", help="split to score (default: test = PublicTest)")
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+    parser.add_argument("--history", type=Path, default=None, help="the run's history.csv, for training curves")
+    parser.add_argument("--limit-per-class", type=int, default=None, help="score at most N faces per class")
+    parser.add_argument("--batch-size", type=int, default=256)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from service.classifier import EmotionClassifier
+
+    faces = load_split(args.data, args.split, args.limit_per_class)
+    classifier = EmotionClassifier.load(args.model)
+    started = time.perf_counter()
+    batches = [
+        classifier.classify(faces.faces[start : start + args.batch_size])
+        for start in range(0, len(faces), args.batch_size)
+    ]
+    seconds = time.perf_counter() - started
+    probabilities = np.concatenate(batches)
+    metadata = classifier.metadata
+    extra = {
+        "model": {"path": str(args.model), "version": metadata.get(MetadataKey.VERSION, "unknown")},
+        "data": {"path": str(args.data), "split": args.split, "sha256": sha256_of(args.data)},
+        "faces_per_second": round(len(faces) / seconds, 1),
+    }
+    report = write_report(args.out, faces.labels, probabilities, extra, args.history)
+    print(per_class_table(report))
+    print(json.dumps({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "out": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
