@@ -63,6 +63,11 @@ def _entries(source: Path, split: str) -> Iterator[tuple[str, bytes]]:
                 yield parts[-2], archive.read(name)
 
 
+def has_split(source: Path, split: str) -> bool:
+    """Whether ``split/<emotion>/`` holds at least one image."""
+    return next(_entries(source, split), None) is not None
+
+
 def load_split(source: Path, split: str, limit_per_class: int | None = None) -> FaceSet:
     """Load one split ("train" or "test"); unknown label folders are an error, not silently skipped."""
     faces: list[NDArray[np.uint8]] = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from service.contract import LABELS
 from training.config import TrainConfig
-from training.data import FaceSet, load_split, sha256_of, stratified_split
+from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -84,7 +84,7 @@ def class_weights(train: FaceSet, mode: str) -> dict[int, float] | None:
 class Splits:
     train: FaceSet
     val: FaceSet
-    test: FaceSet
+    test: FaceSet | None  # a customer's fine-tuning folder may have no test/ split
     data_sha256: str
 
 
@@ -92,7 +92,7 @@ def load_data(source: Path, config: TrainConfig) -> Splits:
     """Stratified train/validation split of ``train/``; ``test/`` is only ever scored, never selected on."""
     full = load_split(source, "train", config.limit_per_class)
     keep, held = stratified_split(full.labels, config.val_fraction, config.seed)
-    test = load_split(source, "test", config.limit_per_class)
+    test = load_split(source, "test", config.limit_per_class) if has_split(source, "test") else None
     return Splits(full.subset(keep), full.subset(held), test, sha256_of(source))
 
 
@@ -171,6 +171,8 @@ def score_best(out: Path, splits: Splits) -> dict[str, float]:
     best = keras.models.load_model(out / "best.keras")
     metrics = {}
     for name, faces in (("val", splits.val), ("test", splits.test)):
+        if faces is None:
+            continue
         probabilities = best.predict(faces.faces[..., np.newaxis].astype(np.float32), batch_size=256, verbose=0)
         metrics[f"{name}_accuracy"] = float(np.mean(probabilities.argmax(axis=1) == faces.labels))
     return metrics
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_data(args.data, config)
     print(
         f"data {args.data} sha256={splits.data_sha256[:12]} train={len(splits.train)} val={len(splits.val)} "
-        f"test={len(splits.test)} loaded in {time.time() - started:.1f}s",
+        f"test={len(splits.test) if splits.test else 0} loaded in {time.time() - started:.1f}s",
         flush=True,
     )
 
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "sha256": splits.data_sha256,
             "train": splits.train.class_counts(),
             "val": splits.val.class_counts(),
-            "test": splits.test.class_counts(),
+            "test": splits.test.class_counts() if splits.test else {},
         },
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     }
