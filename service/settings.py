@@ -1,0 +1,80 @@
+"""Every tunable of the service, in one pydantic-settings class read from ``DEEPFER_*`` environment variables.
+
+This is the only place a default lives. ``Settings()`` is built once at startup (by ``deepfer serve`` or a test)
+and passed down; nothing reads the environment at import time. Names carry their units (``_ms``, ``_s``,
+``_bytes``, ``_px``) so a value in an env file cannot be misread.
+
+List settings (``DEEPFER_API_KEYS``, ``DEEPFER_CORS_ORIGINS``) accept either a JSON list or a comma-separated
+string, because comma lists are what people type into docker-compose files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def _split_list(value: object) -> object:
+    """``'a,b'`` or ``'["a","b"]'`` -> ``['a', 'b']``; an empty string is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class Settings(BaseSettings):
+    """Service configuration; see the README's settings table for the reasoning behind each default."""
+
+    model_config = SettingsConfigDict(env_prefix="DEEPFER_", extra="ignore", frozen=True)
+
+    # Network. Loopback by default so a developer's `deepfer serve` is not exposed; the container sets 0.0.0.0.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes; each loads its own models and batcher")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = True
+    graceful_shutdown_s: float = Field(20.0, gt=0, description="how long SIGTERM waits for in-flight requests")
+
+    # Models.
+    detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
+    classifier_path: Path = MODELS_DIR / "emotion.onnx"
+    execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per session; 0 = one per core")
+
+    # Detection. Threshold calibrated on the public scenes (see service/detect.py for the measurement).
+    detection_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    detection_max_side_px: int = Field(640, ge=64, description="larger images are downscaled before detection")
+    max_faces: int = Field(32, ge=1, description="most faces returned per image (and the cap on the option)")
+
+    # Dynamic batching and backpressure.
+    max_batch: int = Field(32, ge=1, description="most faces in one classifier run")
+    max_wait_ms: float = Field(2.0, ge=0.0, description="how long a batch waits for more faces once one arrives")
+    queue_size: int = Field(256, ge=1, description="faces waiting for the classifier before requests get 503")
+    max_concurrent_images: int = Field(
+        64, ge=1, description="images decoded/detected at once; beyond it requests get 503 with Retry-After"
+    )
+    request_timeout_s: float = Field(10.0, gt=0)
+    retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503")
+
+    # Input limits.
+    max_upload_bytes: int = Field(10_000_000, ge=1, description="per file, enforced while the body streams in")
+    max_pixels: int = Field(40_000_000, ge=1, description="width x height, read from the header before decoding")
+    max_batch_files: int = Field(16, ge=1, description="files in one /predict/batch request")
+
+    # Security.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: object) -> object:
+        return _split_list(value)
