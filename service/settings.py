@@ -48,9 +48,10 @@ class Settings(BaseSettings):
     classifier_path: Path = MODELS_DIR / "emotion.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per session; 0 = one per core")
+    pipeline_threads: int = Field(2, ge=1, description="images decoded/detected in parallel (about one per core)")
 
     # Detection. Threshold calibrated on the public scenes (see service/detect.py for the measurement).
-    detection_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    detection_score_threshold: float = Field(0.4, ge=0.0, le=1.0)
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_max_side_px: int = Field(640, ge=64, description="larger images are downscaled before detection")
     max_faces: int = Field(32, ge=1, description="most faces returned per image (and the cap on the option)")

@@ -1,0 +1,85 @@
+"""EmotionClassifier: owns the emotion model's ONNX Runtime session and refuses a file that breaks the contract.
+
+Knows nothing about asyncio or HTTP: ``run`` takes a batch and returns probabilities, synchronously. The batcher
+decides when and on which thread it is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.contract import INPUT_SHAPE, LABELS, MetadataKey, ModelContractError, check_contract
+from service.errors import ModelLoadError
+from service.sessions import Provider, open_session
+
+# A softmax row sums to 1 up to float32 rounding; anything further off means the graph does not end in softmax.
+_SUM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What GET /model and every prediction report about the classifier, read once from the file."""
+
+    name: str
+    version: str
+    sha256: str
+    path: Path
+    input_name: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class EmotionClassifier:
+    """One session over ``emotion.onnx``; checked against ``service.contract`` and a probe batch at load."""
+
+    def __init__(self, path: Path, *, provider: Provider = "cpu", intra_op_threads: int = 1) -> None:
+        self._session = open_session(path, provider=provider, intra_op_threads=intra_op_threads)
+        try:
+            check_contract(self._session)
+        except ModelContractError as error:
+            raise ModelLoadError(f"{path} breaks the emotion-model contract: {error}") from None
+        self._input_name = self._session.get_inputs()[0].name
+        self._output_name = self._session.get_outputs()[0].name
+        self.info = _read_info(path, self._session.get_modelmeta().custom_metadata_map, self._input_name)
+        self._check_outputs_are_probabilities(path)
+
+    def run(self, faces: NDArray[np.float32]) -> NDArray[np.float32]:
+        """N x 48 x 48 x 1 float32 raw 0..255 -> N x 7 float32 probabilities in ``LABELS`` order."""
+        if len(faces) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        (probabilities,) = self._session.run([self._output_name], {self._input_name: faces})
+        return np.asarray(probabilities, dtype=np.float32)
+
+    def _check_outputs_are_probabilities(self, path: Path) -> None:
+        """The contract's shapes say nothing about values; a graph exported without its softmax would pass them."""
+        probe = np.random.default_rng(0).uniform(0, 255, (2, *INPUT_SHAPE)).astype(np.float32)
+        output = self.run(probe)
+        sums = output.sum(axis=1)
+        if output.shape != (2, len(LABELS)) or (output < 0).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
+            raise ModelLoadError(
+                f"{path} breaks the emotion-model contract: first output is not softmax probabilities "
+                f"(shape {output.shape}, row sums {sums.round(4).tolist()})"
+            )
+
+
+def _read_info(path: Path, metadata: dict[str, str], input_name: str) -> ModelInfo:
+    try:
+        metrics = json.loads(metadata.get(MetadataKey.METRICS, "{}"))
+    except json.JSONDecodeError:
+        metrics = {}
+    return ModelInfo(
+        name=metadata.get(MetadataKey.NAME, path.stem),
+        version=metadata.get(MetadataKey.VERSION, "unknown"),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        path=path,
+        input_name=input_name,
+        metrics=metrics if isinstance(metrics, dict) else {},
+        metadata={key: value for key, value in metadata.items() if key not in (MetadataKey.METRICS,)},
+    )

@@ -1,0 +1,154 @@
+"""Every failure the service reports, as types, mapped once to ``{"error": {"code", "message"}}``.
+
+Stages raise these; ``install_error_handlers`` turns each into its status and JSON body, so routes never build
+error JSON and a new failure mode is one class here.
+
+    DeepFERError(code, status)                      request-time, answered as JSON
+      BadRequest          400 bad_request           malformed JSON, missing file field, bad option
+        EmptyBody         400 empty_body            no bytes in the body or in the file
+        InvalidBase64     400 invalid_base64        JSON "image" is not base64
+        BadImage          400 bad_image             not an image, truncated or corrupt
+      Unauthorized        401 unauthorized          API keys configured and none/wrong given
+      TooLarge            413 too_large             upload over max_upload_bytes (checked while streaming)
+        TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
+        TooManyFiles      413 too_many_files        more than max_batch_files in a batch
+      UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
+        UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
+      Overloaded          503 overloaded            inference queue full (+ Retry-After)
+      RequestTimeout      504 timeout               request_timeout_s exceeded
+
+    ModelLoadError                                  startup only: missing, corrupt or contract-breaking model
+
+Framework errors get the same envelope: unknown route 404 ``not_found``, wrong method 405
+``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything unexpected becomes 500
+``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.schemas import ErrorBody, ErrorResponse
+
+
+class DeepFERError(Exception):
+    """A request the service refuses, with a stable machine-readable ``code`` and the HTTP ``status``."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(DeepFERError):
+    code = "bad_request"
+    status = 400
+
+
+class EmptyBody(BadRequest):
+    code = "empty_body"
+
+
+class InvalidBase64(BadRequest):
+    code = "invalid_base64"
+
+
+class BadImage(BadRequest):
+    code = "bad_image"
+
+
+class Unauthorized(DeepFERError):
+    code = "unauthorized"
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="deepfer"'}
+
+
+class TooLarge(DeepFERError):
+    code = "too_large"
+    status = 413
+
+
+class TooManyPixels(TooLarge):
+    code = "too_many_pixels"
+
+
+class TooManyFiles(TooLarge):
+    code = "too_many_files"
+
+
+class UnsupportedMediaType(DeepFERError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class UnsupportedFormat(UnsupportedMediaType):
+    code = "unsupported_format"
+
+
+class Overloaded(DeepFERError):
+    """The bounded queue is full: shedding load now keeps latency bounded for the requests already admitted."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class RequestTimeout(DeepFERError):
+    code = "timeout"
+    status = 504
+
+
+class ModelLoadError(Exception):
+    """A model cannot serve (missing, corrupt, breaks the contract): raised at startup, so the process exits."""
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+async def _deepfer_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DeepFERError)
+    return error_response(error.status, error.code, error.message, error.headers())
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    return error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
+    )
+    return error_response(422, "invalid_request", problems or "invalid request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error type to the one envelope; Starlette picks the handler by the exception's MRO."""
+    app.add_exception_handler(DeepFERError, _deepfer_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,63 @@
+"""Prometheus collectors, in a registry per app so that two apps in one process (tests) never share counts.
+
+Route labels are route templates (``/predict``), never raw paths, so a scanner probing random URLs cannot blow
+up the number of time series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_STAGE_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+_FACE_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
+
+
+class Metrics:
+    """All of the service's collectors; ``render`` produces the /metrics body."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "deepfer_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "deepfer_request_seconds",
+            "HTTP request latency by route and status",
+            ["route", "status"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.faces_per_request = Histogram(
+            "deepfer_faces_per_request",
+            "faces returned per analysed image (one image per /predict request)",
+            buckets=_FACE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "deepfer_batch_size", "faces per classifier run", buckets=_BATCH_BUCKETS, registry=self.registry
+        )
+        self.queue_depth = Gauge("deepfer_queue_depth", "faces waiting for the classifier", registry=self.registry)
+        self.images_in_flight = Gauge(
+            "deepfer_images_in_flight", "images being decoded, detected or classified", registry=self.registry
+        )
+        self.stage_seconds = Histogram(
+            "deepfer_stage_seconds",
+            "time per pipeline stage (decode, detect, align, classify)",
+            ["stage"],
+            buckets=_STAGE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "deepfer_overloaded", "requests refused with 503 because a queue was full", registry=self.registry
+        )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route, str(status)).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

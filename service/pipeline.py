@@ -1,0 +1,206 @@
+"""One image's way through the service: bytes -> decode -> detect -> align -> 48x48 batch -> ONNX -> results.
+
+``Pipeline.analyze`` is the whole story and is shared by the HTTP API and ``deepfer predict``. Decode, detect
+and align run together on a worker thread (OpenCV and ONNX Runtime release the GIL, so two images really run
+on two cores); classification goes through the ``DynamicBatcher`` so faces from concurrent requests share one
+ONNX run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.batching import DynamicBatcher
+from service.classifier import EmotionClassifier, ModelInfo
+from service.contract import INPUT_SHAPE, LABELS
+from service.decode import decode
+from service.detect import Detection, FaceDetector
+from service.errors import Overloaded
+from service.metrics import Metrics
+from service.preprocess import align_face, face_from_crop, to_batch
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-request choices. ``detect=False`` treats the whole image as one FER-framed face."""
+
+    detect: bool = True
+    max_faces: int = 32
+    min_face_size: int = 0  # pixels, the smaller side of the detected box
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face: box (x, y, width, height) in original pixels, landmarks 5 x 2 or None, 7 probabilities."""
+
+    box: tuple[int, int, int, int]
+    detection_score: float | None
+    landmarks: NDArray[np.float32] | None
+    probabilities: NDArray[np.float32]
+
+    @property
+    def emotion(self) -> str:
+        return LABELS[int(np.argmax(self.probabilities))]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    width: int
+    height: int
+    faces: list[FaceResult]
+
+
+@dataclass(frozen=True)
+class _Located:
+    """An image's faces before classification: detections (None for detect=false) and their 48x48 crops."""
+
+    width: int
+    height: int
+    detections: list[Detection | None]
+    crops: list[NDArray[np.uint8]]
+
+
+class Pipeline:
+    """The loaded models, the batcher and the worker threads, with ``analyze`` as the one entry point."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        classifier: EmotionClassifier,
+        batcher: DynamicBatcher,
+        executor: ThreadPoolExecutor,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.detector = detector
+        self.classifier = classifier
+        self._batcher = batcher
+        self._executor = executor
+        self._settings = settings
+        self._metrics = metrics
+        self._in_flight = 0
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.classifier.info
+
+    async def analyze(self, data: bytes, options: Options) -> Analysis:
+        """Encoded image -> every face with its emotion probabilities, largest face first."""
+        if self._in_flight >= self._settings.max_concurrent_images:
+            self._metrics.rejected.inc()
+            raise Overloaded(
+                f"{self._in_flight} images in progress (max_concurrent_images={self._settings.max_concurrent_images})",
+                self._settings.retry_after_s,
+            )
+        self._in_flight += 1
+        self._metrics.images_in_flight.set(self._in_flight)
+        try:
+            loop = asyncio.get_running_loop()
+            located = await loop.run_in_executor(self._executor, self.locate, data, options)
+            with self._timed("classify"):
+                probabilities = await self._batcher.classify(to_batch(located.crops))  # k x 48x48x1 -> k x 7
+        except Overloaded:
+            self._metrics.rejected.inc()
+            raise
+        finally:
+            self._in_flight -= 1
+            self._metrics.images_in_flight.set(self._in_flight)
+        self._metrics.faces_per_request.observe(len(located.crops))
+        return Analysis(located.width, located.height, _results(located, probabilities))
+
+    def locate(self, data: bytes, options: Options) -> _Located:
+        """Decode, detect and align on the calling (worker) thread; bytes -> faces as 48x48 uint8 crops."""
+        with self._timed("decode"):
+            image = decode(data, max_pixels=self._settings.max_pixels)  # -> H x W x 3 uint8 BGR
+        height, width = image.shape[:2]
+        if not options.detect:
+            return _Located(width, height, [None], [face_from_crop(image)])
+        with self._timed("detect"):
+            detections = _select(self.detector.detect(image), options)  # largest first
+        with self._timed("align"):
+            crops = [align_face(image, found.box, found.landmarks) for found in detections]  # 48x48 uint8 each
+        return _Located(width, height, list(detections), crops)
+
+    def warm_up(self) -> None:
+        """Run each model once at full size, so the first request does not pay for ORT's lazy initialisation."""
+        self.detector.detect(np.zeros((480, 640, 3), dtype=np.uint8))
+        for size in sorted({1, self._settings.max_batch}):
+            self.classifier.run(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._metrics.stage_seconds.labels(stage).observe(time.perf_counter() - start)
+
+
+def load_models(settings: Settings) -> tuple[FaceDetector, EmotionClassifier]:
+    """Both model wrappers; raises ModelLoadError naming the file when one is missing, corrupt or off-contract."""
+    detector = FaceDetector(
+        settings.detector_path,
+        score_threshold=settings.detection_score_threshold,
+        nms_threshold=settings.detection_nms_threshold,
+        max_side_px=settings.detection_max_side_px,
+        provider=settings.execution_provider,
+        intra_op_threads=settings.intra_op_threads,
+    )
+    classifier = EmotionClassifier(
+        settings.classifier_path, provider=settings.execution_provider, intra_op_threads=settings.intra_op_threads
+    )
+    return detector, classifier
+
+
+@asynccontextmanager
+async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[Pipeline]:
+    """Load both models (failing fast with ModelLoadError), start the batcher; stop it all on exit."""
+    detector, classifier = load_models(settings)
+    batcher = DynamicBatcher(
+        classifier.run,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        queue_size=settings.queue_size,
+        retry_after_s=settings.retry_after_s,
+        on_batch=metrics.batch_size.observe,
+        on_queue_depth=metrics.queue_depth.set,
+    )
+    executor = ThreadPoolExecutor(max_workers=settings.pipeline_threads, thread_name_prefix="deepfer-pipeline")
+    await batcher.start()
+    try:
+        yield Pipeline(detector, classifier, batcher, executor, settings=settings, metrics=metrics)
+    finally:
+        await batcher.stop()
+        executor.shutdown(wait=True)
+
+
+def _select(detections: list[Detection], options: Options) -> list[Detection]:
+    """Drop faces smaller than ``min_face_size``, order largest first, keep at most ``max_faces``."""
+    kept = [found for found in detections if min(found.box[2], found.box[3]) >= options.min_face_size]
+    kept.sort(key=lambda found: found.area, reverse=True)
+    return kept[: options.max_faces]
+
+
+def _results(located: _Located, probabilities: NDArray[np.float32]) -> list[FaceResult]:
+    """Detections + probability rows -> results; boxes are rounded to whole pixels and clipped to the image."""
+    results = []
+    for found, row in zip(located.detections, probabilities, strict=True):
+        if found is None:
+            results.append(FaceResult((0, 0, located.width, located.height), None, None, row))
+            continue
+        x, y, width, height = found.box
+        left, top = max(0, round(x)), max(0, round(y))
+        right, bottom = min(located.width, round(x + width)), min(located.height, round(y + height))
+        box = (left, top, max(0, right - left), max(0, bottom - top))
+        results.append(FaceResult(box, round(found.score, 4), found.landmarks, row))
+    return results

@@ -1,0 +1,155 @@
+"""The API's wire format: every response body, the JSON request and the error envelope, as pydantic models.
+
+Declared on the routes so ``/docs`` and ``/openapi.json`` show exactly what is sent. Inside the service the
+pipeline works with frozen dataclasses and numpy arrays; ``PredictResponse.build`` is the one place they become
+API models.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.contract import LABELS
+
+if TYPE_CHECKING:
+    from service.classifier import ModelInfo as ModelRecord
+    from service.pipeline import FaceResult
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable reason, e.g. bad_image, too_large, overloaded")
+    message: str = Field(description="what was wrong, for a human")
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer has this body."""
+
+    error: ErrorBody
+
+
+class PredictJSONRequest(BaseModel):
+    """The JSON form of ``POST /predict``; options travel as query parameters for both forms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="the image file's bytes, base64 (a data: URL prefix is accepted)")
+
+
+class Box(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class Landmarks(BaseModel):
+    """YuNet's five points, named from the person's point of view (their right eye is on the image's left)."""
+
+    right_eye: Point
+    left_eye: Point
+    nose: Point
+    mouth_right: Point
+    mouth_left: Point
+
+
+class Probabilities(BaseModel):
+    """Softmax over the seven FER2013 emotions; the values sum to 1."""
+
+    angry: float
+    disgust: float
+    fear: float
+    happy: float
+    sad: float
+    surprise: float
+    neutral: float
+
+
+class Face(BaseModel):
+    box: Box = Field(description="face box in the original image's pixels (after EXIF rotation)")
+    detection_score: float | None = Field(description="YuNet confidence; null when detect=false")
+    landmarks: Landmarks | None = Field(description="null when detect=false")
+    emotion: str = Field(description="the most probable emotion")
+    probabilities: Probabilities
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class PredictResponse(BaseModel):
+    faces: list[Face] = Field(description="largest face first; empty when no face was found")
+    image: ImageSize
+    model: ModelSummary
+
+    @classmethod
+    def build(cls, width: int, height: int, faces: list[FaceResult], model: ModelRecord) -> PredictResponse:
+        return cls(
+            faces=[_face(result) for result in faces],
+            image=ImageSize(width=width, height=height),
+            model=ModelSummary(name=model.name, version=model.version, sha256=model.sha256),
+        )
+
+
+class BatchItem(BaseModel):
+    """One file's outcome: exactly one of ``result`` and ``error`` is set."""
+
+    index: int
+    filename: str | None = None
+    result: PredictResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem] = Field(description="one entry per file, in upload order")
+
+
+class ModelResponse(BaseModel):
+    name: str
+    version: str
+    sha256: str
+    labels: list[str]
+    input: dict[str, Any] = Field(description="name, shape and dtype of the classifier input")
+    metrics: dict[str, Any] = Field(description="training/evaluation metrics from the ONNX metadata")
+    metadata: dict[str, str] = Field(description="all other metadata_props of the ONNX file")
+    detector: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    detail: str
+
+
+def _face(result: FaceResult) -> Face:
+    x, y, width, height = result.box
+    landmarks = None
+    if result.landmarks is not None:
+        points = [Point(x=float(px), y=float(py)) for px, py in result.landmarks]
+        landmarks = Landmarks(
+            right_eye=points[0], left_eye=points[1], nose=points[2], mouth_right=points[3], mouth_left=points[4]
+        )
+    probabilities = dict(zip(LABELS, (float(p) for p in result.probabilities), strict=True))
+    return Face(
+        box=Box(x=x, y=y, width=width, height=height),
+        detection_score=result.detection_score,
+        landmarks=landmarks,
+        emotion=result.emotion,
+        probabilities=Probabilities(**probabilities),
+    )

@@ -1,0 +1,50 @@
+"""How both model wrappers open an ONNX Runtime session: providers, threads, spinning, readable load errors.
+
+Shared by ``FaceDetector`` and ``EmotionClassifier`` so the two sessions are configured identically; neither the
+API nor the pipeline touches onnxruntime directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import onnxruntime as ort
+
+from service.errors import ModelLoadError
+
+Provider = Literal["auto", "cpu", "cuda"]
+
+
+def providers_for(choice: Provider) -> list[str]:
+    """ORT provider list for a setting; CUDA is used only when onnxruntime-gpu actually offers it.
+
+    ``auto`` falls back to CPU silently (the common case); an explicit ``cuda`` without a CUDA build is a
+    configuration mistake and fails startup instead of quietly running 10x slower.
+    """
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if choice == "cuda" and not has_cuda:
+        raise ModelLoadError(f"execution_provider=cuda but this onnxruntime offers only {available}")
+    if choice != "cpu" and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def open_session(path: Path, *, provider: Provider, intra_op_threads: int) -> ort.InferenceSession:
+    """Load one model file, failing with a message that names the file and the reason.
+
+    Spinning is turned off: with it on, idle ORT threads busy-wait between runs and steal the core that the
+    decoder, the detector and the event loop need; PERFORMANCE.md measured 83 vs 138 images/s.
+    """
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(provider))
+    except (RuntimeError, ValueError, ort.capi.onnxruntime_pybind11_state.Fail) as error:
+        raise ModelLoadError(f"cannot load model {path}: {error}") from None
