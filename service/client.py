@@ -1,0 +1,210 @@
+"""A small typed client for the DeepFER HTTP API: ``Client`` (sync) and ``AsyncClient``, both on httpx.
+
+    with Client("http://127.0.0.1:8000", api_key="...") as client:
+        result = client.predict("photo.jpg")          # or bytes, or an H x W x 3 BGR uint8 array
+        for face in result.faces:
+            print(face.box, face.emotion, face.probabilities.happy)
+
+Answers are the service's own response models (``service.schemas``), so a field renamed on the server breaks
+here at once instead of silently. A 503 (the server's bounded queue is full) is retried after the
+``Retry-After`` it names, a bounded number of times and never longer than ``max_retry_wait_s`` per wait;
+every other failure raises ``DeepFERClientError`` with the server's error code and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+import cv2
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import ValidationError
+
+from service.schemas import ErrorResponse, PredictResponse
+
+#: What ``predict`` accepts: a file path, the encoded file's bytes, or a decoded H x W x 3 BGR (or H x W grey)
+#: uint8 array, OpenCV's layout.
+ImageInput = str | os.PathLike[str] | bytes | NDArray[np.uint8]
+
+API_KEY_HEADER: Final = "X-API-Key"
+SERVICE_UNAVAILABLE: Final = 503
+
+
+class DeepFERClientError(Exception):
+    """The service refused a request (or kept answering 503): ``status``, ``code`` and ``message`` say why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How 503s are retried: at most ``retries`` more attempts, each after the server's ``Retry-After``.
+
+    The wait is capped so a misconfigured server cannot stall a caller for an hour, and a 503 without a usable
+    header waits ``default_wait_s``.
+    """
+
+    retries: int = 3
+    max_wait_s: float = 10.0
+    default_wait_s: float = 0.5
+
+    def wait_s(self, response: httpx.Response) -> float:
+        """Seconds to wait before the next attempt, from ``Retry-After`` (delta-seconds or an HTTP date)."""
+        header = response.headers.get("Retry-After", "").strip()
+        try:
+            wait = float(header)
+        except ValueError:
+            try:
+                wait = parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError):
+                wait = self.default_wait_s
+        return min(max(wait, 0.0), self.max_wait_s)
+
+
+def encode_image(image: ImageInput) -> tuple[str, bytes]:
+    """(file name, encoded bytes) for the multipart upload.
+
+    Arrays are sent as PNG: lossless, so the server analyses exactly the pixels the caller holds and gets the
+    same answer as the local pipeline would.
+    """
+    if isinstance(image, bytes):
+        return "image", image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"expected an H x W or H x W x C uint8 array, got {image.dtype} {image.shape}")
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
+        return "image.png", encoded.tobytes()
+    path = Path(image)
+    return path.name, path.read_bytes()
+
+
+def _options(detect: bool, max_faces: int | None, min_face_size: int | None) -> dict[str, str | int]:
+    """The query parameters the server reads; unset ones are left to the server's defaults."""
+    params: dict[str, str | int] = {"detect": "true" if detect else "false"}
+    if max_faces is not None:
+        params["max_faces"] = max_faces
+    if min_face_size is not None:
+        params["min_face_size"] = min_face_size
+    return params
+
+
+def _parse(response: httpx.Response) -> PredictResponse:
+    """The response model for a 200, ``DeepFERClientError`` (with the server's own code) for anything else."""
+    if response.status_code == httpx.codes.OK:
+        return PredictResponse.model_validate_json(response.content)
+    try:
+        error = ErrorResponse.model_validate_json(response.content).error
+        code, message = error.code, error.message
+    except ValidationError:
+        code, message = "http_error", response.text[:200] or response.reason_phrase
+    raise DeepFERClientError(response.status_code, code, message)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {API_KEY_HEADER: api_key} if api_key else {}
+
+
+class Client:
+    """Synchronous client; one connection pool per instance, so reuse it (or use it as a context manager)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout_s)
+
+    def predict(
+        self,
+        image: ImageInput,
+        *,
+        detect: bool = True,
+        max_faces: int | None = None,
+        min_face_size: int | None = None,
+    ) -> PredictResponse:
+        """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
+        name, content = encode_image(image)
+        params = _options(detect, max_faces, min_face_size)
+        response = self._http.post("/predict", files={"file": (name, content)}, params=params)
+        for _ in range(self.retry.retries):
+            if response.status_code != SERVICE_UNAVAILABLE:
+                break
+            time.sleep(self.retry.wait_s(response))
+            response = self._http.post("/predict", files={"file": (name, content)}, params=params)
+        return _parse(response)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The same client for asyncio code: ``await client.predict(...)``; retries sleep without blocking the loop."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout_s)
+
+    async def predict(
+        self,
+        image: ImageInput,
+        *,
+        detect: bool = True,
+        max_faces: int | None = None,
+        min_face_size: int | None = None,
+    ) -> PredictResponse:
+        """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
+        name, content = encode_image(image)
+        params = _options(detect, max_faces, min_face_size)
+        response = await self._http.post("/predict", files={"file": (name, content)}, params=params)
+        for _ in range(self.retry.retries):
+            if response.status_code != SERVICE_UNAVAILABLE:
+                break
+            await asyncio.sleep(self.retry.wait_s(response))
+            response = await self._http.post("/predict", files={"file": (name, content)}, params=params)
+        return _parse(response)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
