@@ -179,7 +179,7 @@ def frames(
             ok, frame = capture.read()
             if not ok:
                 return
-            yield index, frame
+            yield index, np.asarray(frame, dtype=np.uint8)  # H x W x 3 BGR; no copy, only typed
         else:
             if not capture.grab():
                 return
