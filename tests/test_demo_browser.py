@@ -8,6 +8,7 @@ artifacts/browser/ for a human to look at.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -200,6 +201,27 @@ def test_upload_draws_the_apis_boxes_and_bars(page: Any, server_url: str) -> Non
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "page scrolls sideways"
     assert_drawn_like_api(page, answer)
     page.screenshot(path=str(ARTIFACTS / "upload-phone.png"), full_page=True)
+
+
+DROP_FILE = """
+async ([name, base64]) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+  const target = document.querySelector("#drop-zone");
+  target.dispatchEvent(new DragEvent("dragover", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+  target.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+}
+"""
+
+
+def test_dropping_an_image_analyses_it(page: Any, server_url: str) -> None:
+    """Drag and drop, the other way in: the dropped scene is drawn as the API answers it."""
+    answer = httpx.post(f"{server_url}/predict", files={"file": UPLOAD_SCENE.read_bytes()}, timeout=30).json()
+    page.goto(server_url + "/")
+    page.evaluate(DROP_FILE, [UPLOAD_SCENE.name, base64.b64encode(UPLOAD_SCENE.read_bytes()).decode()])
+    page.wait_for_selector("#overlay[data-renders='1']")
+    assert_drawn_like_api(page, answer)
 
 
 def test_live_mode_overlays_the_fake_camera_one_request_at_a_time(page: Any, server_url: str) -> None:
