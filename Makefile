@@ -23,7 +23,8 @@ serve: $(VENV)/.serve-deps
 	$(BIN)/deepfer serve --port 8000
 
 test: $(VENV)/.test-deps
-	bash tests/system-deps.sh
+	bash docker/ci-deps.sh
+	bash tests/ci-browser-deps.sh
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test-deps

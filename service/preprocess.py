@@ -55,7 +55,7 @@ def face_from_crop(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 def to_batch(faces: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
     """k faces of 48x48 uint8 -> k x 48 x 48 x 1 float32 with raw values 0..255 (the ONNX input layout)."""
-    if not faces:
+    if len(faces) == 0:
         return np.zeros((0, FACE_SIZE, FACE_SIZE, 1), dtype=np.float32)
     return np.stack(faces).astype(np.float32)[..., np.newaxis]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract import MetadataKey
+from service.preprocess import to_batch
 from training.data import load_split, sha256_of
 from training.report import per_class_table, write_report
 
@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history", type=Path, default=None, help="the run's history.csv, for training curves")
     parser.add_argument("--limit-per-class", type=int, default=None, help="score at most N faces per class")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     return parser.parse_args(argv)
 
 
@@ -35,17 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     from service.classifier import EmotionClassifier
 
     faces = load_split(args.data, args.split, args.limit_per_class)
-    classifier = EmotionClassifier.load(args.model)
+    classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
     started = time.perf_counter()
     batches = [
-        classifier.classify(faces.faces[start : start + args.batch_size])
+        classifier.run(to_batch(faces.faces[start : start + args.batch_size]))
         for start in range(0, len(faces), args.batch_size)
     ]
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(batches)
-    metadata = classifier.metadata
     extra = {
-        "model": {"path": str(args.model), "version": metadata.get(MetadataKey.VERSION, "unknown")},
+        "model": {"path": str(args.model), "version": classifier.info.version, "sha256": classifier.info.sha256},
         "data": {"path": str(args.data), "split": args.split, "sha256": sha256_of(args.data)},
         "faces_per_second": round(len(faces) / seconds, 1),
     }
