@@ -64,6 +64,14 @@ def to_batch(faces: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
 # (/work/shared/data/scenes_public, where each ground-truth box is exactly the pasted 48x48 FER face): the
 # median FER side is 1.254 YuNet box widths (spread 16%; inter-ocular distance spreads 28%, eye-to-mouth 18%,
 # so the box width is the steadiest scale), and the FER centre sits 0.024 box widths above the box centre.
+#
+# Measured with a classifier checkpoint (~51% validation accuracy) on those 390 matched faces:
+#   ground-truth crop (upper bound) 55.9% · this alignment 54.9% · same frame without rotation 55.4%
+#   · naive square crop of the YuNet box 53.6% · the YuNet box as is (non-square, squashed) 49.5%.
+# The framing is what matters (+1.3 points over the naive square, +5.4 over the raw box); the scenes' faces are
+# pasted upright, so levelling the eyes cannot help there, and the 0.5-point gap to the unrotated frame is two
+# faces out of 390 (16 disagreements, 7 vs 9: noise). We keep the rotation because real callers' faces do
+# roll, and a levelled face is the one case the training augmentation covers only up to a few degrees.
 FRAME_SIDE_PER_BOX_WIDTH = 1.254
 FRAME_CENTRE_DY_PER_BOX_WIDTH = -0.024
 

@@ -10,8 +10,23 @@ from pathlib import Path
 from typing import Literal
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from service.errors import ModelLoadError
+
+# What ORT raises for an unreadable, truncated or invalid file: its own classes, not subclasses of RuntimeError.
+_LOAD_ERRORS = (
+    RuntimeError,
+    ValueError,
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoSuchFile,
+    ort_state.NoModel,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
 
 Provider = Literal["auto", "cpu", "cuda"]
 
@@ -46,5 +61,5 @@ def open_session(path: Path, *, provider: Provider, intra_op_threads: int) -> or
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(provider))
-    except (RuntimeError, ValueError, ort.capi.onnxruntime_pybind11_state.Fail) as error:
+    except _LOAD_ERRORS as error:
         raise ModelLoadError(f"cannot load model {path}: {error}") from None

@@ -98,23 +98,24 @@ class _PartState:
         self.header_name, self.header_value = b"", b""
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
+        """Keep the bytes of ``field_name`` parts; count (and cap) but drop everything else."""
         self.size += end - start
-        limit = self.max_upload_bytes if self._is_image_part() else _MAX_TEXT_FIELD_BYTES
+        disposition = parse_options_header(self.disposition)[1]
+        is_ours = disposition.get(b"name") == self.field_name.encode()
+        limit = self.max_upload_bytes if is_ours or b"filename" in disposition else _MAX_TEXT_FIELD_BYTES
         if self.size > limit:
             raise TooLarge(f"a part of the upload exceeds the limit of {limit} bytes")
-        if self._is_image_part():
+        if is_ours:
             self.chunks.append(data[start:end])
 
     def end_part(self) -> None:
-        if not self._is_image_part():
+        disposition = parse_options_header(self.disposition)[1]
+        if disposition.get(b"name") != self.field_name.encode():
             return
         if len(self.uploads) >= self.max_files:
             raise TooManyFiles(f"more than {self.max_files} file(s) in field {self.field_name!r}")
-        filename = parse_options_header(self.disposition)[1].get(b"filename")
+        filename = disposition.get(b"filename")
         self.uploads.append(Upload(b"".join(self.chunks), filename.decode(errors="replace") if filename else None))
-
-    def _is_image_part(self) -> bool:
-        return parse_options_header(self.disposition)[1].get(b"name") == self.field_name.encode()
 
 
 async def _read_multipart(

@@ -1,0 +1,109 @@
+"""The ``deepfer`` command as a user runs it: predict on files, serve failing fast, SIGTERM draining requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+from conftest import REPO, free_port
+from imaging import DATA
+
+SCENES = [DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"]
+
+
+def deepfer(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *map(str, args)],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_predict_prints_json_for_every_image() -> None:
+    result = deepfer("predict", "--format", "json", *SCENES, DATA / "images" / "no_face.jpg")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [len(answer["faces"]) for answer in answers] == [3, 3, 0]
+    assert answers[0]["path"].endswith("scene_0000.jpg")
+
+
+def test_predict_table_and_annotation(tmp_path: Path) -> None:
+    out = tmp_path / "annotated.jpg"
+    result = deepfer("predict", SCENES[0], "--annotate", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("scene_0000.jpg") == 3
+    annotated = cv2.imread(str(out))
+    assert annotated is not None and annotated.shape == (480, 640, 3)
+
+
+def test_predict_reports_a_bad_file_and_exits_nonzero(tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = deepfer("predict", text)
+    assert result.returncode == 1
+    assert "bad_image" in result.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage bytes", None])
+def test_serve_refuses_a_bad_model_with_one_readable_line(tmp_path: Path, content: bytes | None) -> None:
+    model = tmp_path / "emotion.onnx"
+    if content is not None:
+        model.write_bytes(content)
+    result = deepfer("serve", "--port", str(free_port()), env={"DEEPFER_CLASSIFIER_PATH": str(model)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("deepfer: cannot start:")
+    assert str(model) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_drains_in_flight_requests() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        files = [("files", path.read_bytes()) for path in SCENES * 3]  # six scenes: a request that takes a while
+
+        def one(_: int) -> tuple[int, float]:
+            response = httpx.post(f"{url}/predict/batch", files=files, timeout=60)
+            return response.status_code, time.monotonic()
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            pending = [pool.submit(one, i) for i in range(4)]
+            time.sleep(0.3)  # all four are connected and being served
+            terminated_at = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            outcomes = [future.result() for future in pending]
+        assert [status for status, _ in outcomes] == [200] * 4
+        assert any(finished > terminated_at for _, finished in outcomes), "nothing was in flight at SIGTERM"
+        server.communicate(timeout=30)
+        # uvicorn re-raises the signal once drained, so the exit is "terminated by SIGTERM", as for any process.
+        assert server.returncode in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
