@@ -1,10 +1,11 @@
 ARG BASE=python:3.11-slim
-ARG CUDA_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+ARG CUDA_BASE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 # DeepFER service image: `deepfer serve` with the models from service/models/ baked in, no TensorFlow.
 #
 #   docker build -t deepfer:cpu .                  CPU, the default target (the last stage in this file)
-#   docker build --target gpu -t deepfer:gpu .     onnxruntime-gpu on CUDA_BASE (CUDA 12 + cuDNN 9, which ONNX
-#                                                  Runtime's PyPI GPU wheels are built against)
+#   docker build --target gpu -t deepfer:gpu .     onnxruntime-gpu on CUDA_BASE. PyPI's onnxruntime-gpu wheels
+#                                                  need CUDA 13 + cuDNN 9 (1.31 says so when its CUDA provider
+#                                                  fails to load): keep CUDA_BASE's CUDA major in step with it.
 #
 # Stages: build (venv: runtime deps, then the package) -> cpu (BASE + that venv, nothing else);
 #         gpu-python (CUDA_BASE + Python 3.11) -> gpu-build (same venv recipe) -> gpu.
