@@ -154,7 +154,8 @@ def load_models(settings: Settings) -> tuple[FaceDetector, EmotionClassifier]:
         nms_threshold=settings.detection_nms_threshold,
         max_side_px=settings.detection_max_side_px,
         provider=settings.execution_provider,
-        intra_op_threads=settings.intra_op_threads,
+        # One thread per detection: images already run in parallel on ``pipeline_threads`` workers.
+        intra_op_threads=1,
     )
     classifier = EmotionClassifier(
         settings.classifier_path, provider=settings.execution_provider, intra_op_threads=settings.intra_op_threads

@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
     classifier_path: Path = MODELS_DIR / "emotion.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
-    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per session; 0 = one per core")
+    intra_op_threads: int = Field(
+        2, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
+    )
     pipeline_threads: int = Field(2, ge=1, description="images decoded/detected in parallel (about one per core)")
 
     # Detection. Threshold calibrated on the public scenes (see service/detect.py for the measurement).
