@@ -36,12 +36,11 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
 
 def to_onnx(model: keras.Model, *, test_time_augmentation: bool) -> onnx.ModelProto:
-    """Convert; with ``test_time_augmentation`` the graph averages the face and its mirror image.
+    """Convert a float32 model; with ``test_time_augmentation`` the graph averages the face and its mirror image.
 
     The flip lives inside the graph so every consumer of the file (the service, evaluation, outside tools)
     gets the same, slightly more accurate, probabilities.
     """
-    model = float32_copy(model)
     signature = [tf.TensorSpec([None, FACE_SIZE, FACE_SIZE, 1], tf.float32, name=INPUT_NAME)]
 
     @tf.function(input_signature=signature)
