@@ -60,6 +60,14 @@ def open_session(path: Path, *, provider: Provider, intra_op_threads: int) -> or
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(provider))
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers_for(provider))
     except _LOAD_ERRORS as error:
         raise ModelLoadError(f"cannot load model {path}: {error}") from None
+    # onnxruntime-gpu lists CUDA as available even where no GPU or CUDA library is usable, then quietly falls
+    # back to the CPU when the session is created: an explicit ``cuda`` must notice that and refuse.
+    if provider == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise ModelLoadError(
+            f"execution_provider=cuda but the CUDA provider failed to load for {path}; "
+            f"the session fell back to {session.get_providers()}"
+        )
+    return session
