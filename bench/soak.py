@@ -1,0 +1,273 @@
+"""Soak: many clients for a long while against one ``deepfer serve``; errors, latency and the server's memory.
+
+    python bench/soak.py                      # 32 clients for 60 s on the public scenes
+    python bench/soak.py --requests 10000     # RSS growth over 10,000 requests (target < 50 MB)
+
+The script starts its own ``deepfer serve`` on a free 127.0.0.1 port (it must own the process to read its RSS
+from /proc), sends a short unmeasured warm-up so that ONNX Runtime's buffers and the allocator's arenas reach
+their working size, then runs closed-loop clients (each sends its next scene as soon as the previous answer
+arrives) until ``--duration-s`` passes or ``--requests`` are answered, whichever comes first; both are always
+bounded. The server's RSS is sampled throughout.
+
+Zero errors are expected: any status but 200, or a transport error, counts. Growth is measured from after the
+warm-up to the end, and the least-squares slope over the run (MB per 1,000 requests) is reported too, because
+a plateau and a leak can end at the same figure after a short run but never have the same slope. Results are
+printed and saved as JSON under bench/results/ (git-ignored) with the load average, since figures taken on a
+machine shared with a training job are depressed. Exit status 1 when there were errors or growth reached
+``--max-rss-growth-mb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+STARTUP_TIMEOUT_S = 120.0
+MB = 1024 * 1024
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--shared-dir",
+        type=Path,
+        default=Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")),
+        help="shared data root (DEEPFER_SHARED_DIR, default ../shared); scenes come from data/scenes_public",
+    )
+    parser.add_argument("--scenes", type=Path, help="a folder of .jpg scenes instead of the shared public ones")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration-s", type=float, help="measured time cap (default 60; 1800 with --requests)")
+    parser.add_argument("--requests", type=int, help="stop after this many answers (default: run for the duration)")
+    parser.add_argument("--warmup-requests", type=int, default=200, help="unmeasured, before the RSS baseline")
+    parser.add_argument("--sample-interval-s", type=float, default=0.5, help="how often the server's RSS is read")
+    parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="exit 1 at or above this growth")
+    parser.add_argument("--out", type=Path, help="JSON result path (default bench/results/soak-<time>.json)")
+    args = parser.parse_args(argv)
+    if args.duration_s is None:
+        args.duration_s = 60.0 if args.requests is None else 1800.0
+    if args.requests is None:
+        args.requests = 1_000_000  # a count bound even for a timed run
+    args.scenes = args.scenes or args.shared_dir / "data" / "scenes_public"
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process, from /proc (the service runs as a single process with workers=1)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def start_service() -> tuple[subprocess.Popen[bytes], str]:
+    """`deepfer serve` with default settings, one worker, access log off (it would cost CPU, not memory)."""
+    port = free_port()
+    env = {**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning", "DEEPFER_WORKERS": "1"}
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the service exited with {process.returncode} during startup")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    raise SystemExit(f"the service did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+@dataclass
+class Run:
+    """What the clients and the sampler record during one measured run."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    rss_samples: list[tuple[float, int, float]] = field(default_factory=list)  # (seconds, answers so far, MB)
+
+
+async def drive(url: str, images: list[bytes], run: Run, *, clients: int, requests: int, duration_s: float) -> float:
+    """Closed-loop clients until ``requests`` answers or ``duration_s``; returns the elapsed seconds."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    sent = 0
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        start = time.monotonic()
+        stop_at = start + duration_s
+
+        async def client(offset: int) -> None:
+            nonlocal sent
+            index = offset
+            while sent < requests and time.monotonic() < stop_at:
+                sent += 1
+                began = time.monotonic()
+                try:
+                    response = await http.post("/predict", files={"file": images[index % len(images)]})
+                    status = str(response.status_code)
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                run.latencies_s.append(time.monotonic() - began)
+                run.statuses[status] = run.statuses.get(status, 0) + 1
+                index += clients
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        return time.monotonic() - start
+
+
+async def sample_rss(pid: int, interval_s: float, run: Run, start: float) -> None:
+    while True:
+        run.rss_samples.append((round(time.monotonic() - start, 2), len(run.latencies_s), round(rss_mb(pid), 1)))
+        await asyncio.sleep(interval_s)
+
+
+async def measured(url: str, images: list[bytes], pid: int, args: argparse.Namespace) -> tuple[Run, float]:
+    run = Run()
+    sampler = asyncio.create_task(sample_rss(pid, args.sample_interval_s, run, time.monotonic()))
+    try:
+        elapsed = await drive(
+            url, images, run, clients=args.clients, requests=args.requests, duration_s=args.duration_s
+        )
+    finally:
+        sampler.cancel()
+    run.rss_samples.append((round(elapsed, 2), len(run.latencies_s), round(rss_mb(pid), 1)))
+    return run, elapsed
+
+
+@dataclass(frozen=True)
+class Summary:
+    clients: int
+    requests: int
+    errors: int
+    status_counts: dict[str, int]
+    seconds: float
+    images_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    rss_ready_mb: float
+    rss_baseline_mb: float
+    rss_end_mb: float
+    rss_max_mb: float
+    rss_growth_mb: float
+    rss_slope_mb_per_1k_requests: float
+
+
+def summarise(run: Run, elapsed: float, clients: int, rss_ready: float, rss_baseline: float) -> Summary:
+    milliseconds = np.array(run.latencies_s) * 1000
+    ok = run.statuses.get("200", 0)
+    answers = np.array([answered for _, answered, _ in run.rss_samples], dtype=np.float64)
+    memory = np.array([mb for _, _, mb in run.rss_samples])
+    # Least-squares MB per answer: the trend, where one end point alone also carries the allocator's noise.
+    slope = float(np.polyfit(answers, memory, 1)[0]) * 1000 if np.ptp(answers) > 0 else 0.0
+    return Summary(
+        clients=clients,
+        requests=len(run.latencies_s),
+        errors=len(run.latencies_s) - ok,
+        status_counts=run.statuses,
+        seconds=round(elapsed, 2),
+        images_per_s=round(ok / elapsed, 1),
+        p50_ms=round(float(np.percentile(milliseconds, 50)), 1),
+        p95_ms=round(float(np.percentile(milliseconds, 95)), 1),
+        p99_ms=round(float(np.percentile(milliseconds, 99)), 1),
+        max_ms=round(float(milliseconds.max()), 1),
+        rss_ready_mb=round(rss_ready, 1),
+        rss_baseline_mb=round(rss_baseline, 1),
+        rss_end_mb=float(memory[-1]),
+        rss_max_mb=float(memory.max()),
+        rss_growth_mb=round(float(memory[-1]) - rss_baseline, 1),
+        rss_slope_mb_per_1k_requests=round(slope, 3),
+    )
+
+
+def stop_service(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    images = [path.read_bytes() for path in sorted(args.scenes.glob("*.jpg"))]
+    if not images:
+        raise SystemExit(f"no .jpg scenes at {args.scenes} (set --shared-dir, DEEPFER_SHARED_DIR or --scenes)")
+    load_at_start = os.getloadavg()
+    process, url = start_service()
+    try:
+        rss_ready = rss_mb(process.pid)
+        if args.warmup_requests:
+            warm_up = drive(
+                url, images, Run(), clients=args.clients, requests=args.warmup_requests, duration_s=args.duration_s
+            )
+            asyncio.run(warm_up)
+        rss_baseline = rss_mb(process.pid)
+        print(
+            f"{len(images)} scenes, {args.clients} clients -> {url}; up to {args.requests} requests or "
+            f"{args.duration_s:.0f} s; load average {load_at_start[0]:.1f}; RSS {rss_baseline:.1f} MB after warm-up"
+        )
+        run, elapsed = asyncio.run(measured(url, images, process.pid, args))
+    finally:
+        stop_service(process)
+    summary = summarise(run, elapsed, args.clients, rss_ready, rss_baseline)
+    print(
+        f"{summary.requests} requests in {summary.seconds} s ({summary.images_per_s} img/s), "
+        f"{summary.errors} errors {summary.status_counts}\n"
+        f"latency ms: p50 {summary.p50_ms}  p95 {summary.p95_ms}  p99 {summary.p99_ms}  max {summary.max_ms}\n"
+        f"server RSS MB: ready {summary.rss_ready_mb}, after warm-up {summary.rss_baseline_mb}, "
+        f"end {summary.rss_end_mb}, max {summary.rss_max_mb}; growth {summary.rss_growth_mb} MB "
+        f"(slope {summary.rss_slope_mb_per_1k_requests} MB per 1k requests)"
+    )
+    record = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg(),
+        },
+        "scenes": str(args.scenes),
+        "limits": {"requests": args.requests, "duration_s": args.duration_s, "warmup_requests": args.warmup_requests},
+        "settings_env": {key: value for key, value in os.environ.items() if key.startswith("DEEPFER_")},
+        "summary": asdict(summary),
+        "rss_samples": [{"s": s, "answers": answers, "mb": mb} for s, answers, mb in run.rss_samples],
+    }
+    out = args.out or RESULTS / f"soak-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {out}")
+    failed = summary.errors > 0 or summary.rss_growth_mb >= args.max_rss_growth_mb
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
