@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,7 +75,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=settings.workers,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        # Rounded up, not down: uvicorn takes whole seconds, and int(0.5) = 0 would cancel every in-flight
+        # request the moment SIGTERM arrives instead of draining it.
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
     )
     return 0
 
