@@ -65,8 +65,10 @@ def main() -> int:
     for size in (1, 64):
         batch = to_batch([faces[i % len(faces)] for i in range(size)])
         results.append(measure(session, batch, args.seconds))
-        print(f"batch {size:>3}: {results[-1]['faces_per_second']:>9.1f} faces/s  "
-              f"p50 {results[-1]['p50_ms']:.2f} ms  p99 {results[-1]['p99_ms']:.2f} ms")
+        print(
+            f"batch {size:>3}: {results[-1]['faces_per_second']:>9.1f} faces/s  "
+            f"p50 {results[-1]['p50_ms']:.2f} ms  p99 {results[-1]['p99_ms']:.2f} ms"
+        )
     record = {
         "model": str(args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model),
         "model_version": session.get_modelmeta().custom_metadata_map.get("version", "unknown"),

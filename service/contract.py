@@ -47,8 +47,12 @@ def check_contract(session: InferenceSession) -> None:
     face = inputs[0]
     if face.type != "tensor(float)" or list(face.shape[1:]) != list(INPUT_SHAPE) or len(face.shape) != 4:
         raise ModelContractError(f"input must be float32 [N,48,48,1], found {face.type} {face.shape}")
-    if not outputs or outputs[0].type != "tensor(float)" or len(outputs[0].shape) != 2 \
-            or outputs[0].shape[1] != len(LABELS):
+    if (
+        not outputs
+        or outputs[0].type != "tensor(float)"
+        or len(outputs[0].shape) != 2
+        or outputs[0].shape[1] != len(LABELS)
+    ):
         found = (outputs[0].type, outputs[0].shape) if outputs else "no output"
         raise ModelContractError(f"first output must be float32 [N,{len(LABELS)}], found {found}")
     metadata = session.get_modelmeta().custom_metadata_map

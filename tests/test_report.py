@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the training extra is not installed (pip install -e '.[train]')")
 
-from training.report import confusion_matrix, roc_curve, score  # noqa: E402
+from training.report import confusion_matrix, roc_curve, score
 
 
 def one_hot(predicted: list[int]) -> np.ndarray:

@@ -30,7 +30,13 @@ def run_module(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run ``python -m ...`` from the repository root, failing the test with its output on error."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        [sys.executable, "-m", *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -47,7 +53,9 @@ def make_faces(root: Path, variants: int) -> Path:
             cv2.imwrite(str(root / "test" / label / source.name), face)
             for index in range(variants):
                 dx, dy = rng.integers(-3, 4, size=2)
-                moved = cv2.warpAffine(face, np.float32([[1, 0, dx], [0, 1, dy]]), (48, 48), borderMode=cv2.BORDER_REFLECT)
+                moved = cv2.warpAffine(
+                    face, np.float32([[1, 0, dx], [0, 1, dy]]), (48, 48), borderMode=cv2.BORDER_REFLECT
+                )
                 moved = cv2.convertScaleAbs(moved, alpha=rng.uniform(0.8, 1.2), beta=rng.uniform(-20, 20))
                 if index % 2:
                     moved = moved[:, ::-1]
@@ -66,8 +74,25 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
     run = tmp_path_factory.mktemp("run")
-    run_module("training.train", "--data", dataset, "--out", run, "--epochs", "1", "--limit-per-class", "40",
-               "--batch-size", "32", "--widths", "8", "16", "32", "64", "--mixed-precision")
+    run_module(
+        "training.train",
+        "--data",
+        dataset,
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--limit-per-class",
+        "40",
+        "--batch-size",
+        "32",
+        "--widths",
+        "8",
+        "16",
+        "32",
+        "64",
+        "--mixed-precision",
+    )
     return run
 
 
@@ -125,8 +150,19 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
 
 def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
     out = tmp_path / "report"
-    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", out,
-               "--history", trained / "history.csv", "--limit-per-class", "20")
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported,
+        "--data",
+        dataset,
+        "--out",
+        out,
+        "--history",
+        trained / "history.csv",
+        "--limit-per-class",
+        "20",
+    )
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["per_class"]) == set(LABELS)
     assert 0.0 <= report["accuracy"] <= 1.0
@@ -144,8 +180,21 @@ def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, trained: Path
         for path in (customer / "test" / label).iterdir():
             path.unlink()
     tuned = tmp_path / "tuned"
-    run_module("training.train", "--data", customer, "--out", tuned, "--init", trained / "best.keras",
-               "--freeze-blocks", "2", "--epochs", "1", "--batch-size", "16")
+    run_module(
+        "training.train",
+        "--data",
+        customer,
+        "--out",
+        tuned,
+        "--init",
+        trained / "best.keras",
+        "--freeze-blocks",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+    )
     before = keras.models.load_model(trained / "best.keras")
     after = keras.models.load_model(tuned / "best.keras")
     for frozen in ("block1_a_conv", "block2_b_conv"):
