@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -81,3 +81,10 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_env(cls, value: object) -> object:
         return _split_list(value)
+
+    @model_validator(mode="after")
+    def _queue_holds_one_image(self) -> Settings:
+        """An image with ``max_faces`` faces must fit the queue, or it would get 503 (and retry) forever."""
+        if self.queue_size < self.max_faces:
+            raise ValueError(f"queue_size ({self.queue_size}) must be at least max_faces ({self.max_faces})")
+        return self

@@ -192,3 +192,8 @@ def test_detect_false_serving_matches_the_training_loader_exactly(client: httpx.
 
 def read_bytes(name: str) -> bytes:
     return (DATA / "images" / f"{name}.jpg").read_bytes()
+
+
+def test_settings_refuse_a_queue_smaller_than_one_image() -> None:
+    with pytest.raises(ValueError, match="queue_size"):
+        Settings(queue_size=4, max_faces=8)

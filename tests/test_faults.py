@@ -167,7 +167,7 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
 
 
 # A queue of four faces holds one three-face scene: a second concurrent one finds the queue full.
-QUEUE_LIMITS = {"queue_size": 4, "max_batch": 4, "max_concurrent_images": 64, "request_timeout_s": 20.0}
+QUEUE_LIMITS = {"queue_size": 4, "max_faces": 4, "max_batch": 4, "max_concurrent_images": 64, "request_timeout_s": 20.0}
 
 
 def test_a_full_face_queue_answers_503_with_retry_after_then_recovers(live_server: Callable[..., Any]) -> None:
