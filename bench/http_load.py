@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,8 +25,8 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
+from local_service import REPO, start_service
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DEFAULT_SCENES = Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")) / "data" / "scenes_public"
 LOOPBACK = {"127.0.0.1", "localhost"}
@@ -78,34 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the started service")
     parser.add_argument("--tag", default="", help="label stored with the results")
     return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start_service(workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    """`deepfer serve` as a user would run it, settings from the environment, quiet access log."""
-    port = free_port()
-    env = {**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    process = subprocess.Popen(command, cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the service exited with {process.returncode} during startup")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("the service did not become ready within 120 s")
 
 
 async def run_level(

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,10 +34,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from local_service import REPO, start_service
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-STARTUP_TIMEOUT_S = 120.0
 MB = 1024 * 1024
 
 
@@ -67,41 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def rss_mb(pid: int) -> float:
     """Resident set size of one process, from /proc (the service runs as a single process with workers=1)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def start_service() -> tuple[subprocess.Popen[bytes], str]:
-    """`deepfer serve` with default settings, one worker, access log off (it would cost CPU, not memory)."""
-    port = free_port()
-    env = {**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning", "DEEPFER_WORKERS": "1"}
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the service exited with {process.returncode} during startup")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    process.wait()
-    raise SystemExit(f"the service did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
 
 
 @dataclass
@@ -221,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         raise SystemExit(f"no .jpg scenes at {args.scenes} (set --shared-dir, DEEPFER_SHARED_DIR or --scenes)")
     load_at_start = os.getloadavg()
-    process, url = start_service()
+    process, url = start_service(workers=1)
     try:
         rss_ready = rss_mb(process.pid)
         if args.warmup_requests:
