@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +39,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def atomic_write(data: bytes, destination: Path) -> None:
-    """Write to a temporary file in the destination's folder, fsync, then rename over the destination."""
+@contextmanager
+def replacing(destination: Path) -> Iterator[Path]:
+    """A temporary path beside ``destination`` that is renamed over it only when the block succeeds.
+
+    Same folder, so the rename is atomic; same suffix, so writers that check extensions (Keras) accept it.
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix
+    )
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield Path(temporary)
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(data: bytes, destination: Path) -> None:
+    """Write, fsync, then rename over the destination: readers see the old file or the whole new one."""
+    with replacing(destination) as temporary, temporary.open("wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def parity_faces(record: dict[str, Any], per_class: int = 10) -> np.ndarray:
@@ -108,15 +122,25 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"export: ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
 
     atomic_write(onnx_bytes, args.out)
+    keras_copy = save_keras_copy(model, args.out.with_suffix(".keras"))
     sidecar = {
         **{k: _maybe_json(v) for k, v in metadata.items()},
         "sha256": sha256_file(args.out),
         "source_model": str(args.model),
+        "keras_model": keras_copy.name,
         "parity_max_abs_diff": difference,
     }
     atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), args.out.with_suffix(".json"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, parity {difference:.1e})")
     return 0
+
+
+def save_keras_copy(model: Any, destination: Path) -> Path:
+    """The float32 network beside the ONNX file, without optimizer state: the start point for ``--init``
+    fine-tuning on a customer's own faces, kept in step with the ONNX file it was exported to."""
+    with replacing(destination) as temporary:
+        model.save(temporary)
+    return destination
 
 
 def _maybe_json(value: str) -> object:

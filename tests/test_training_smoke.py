@@ -145,7 +145,8 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
     assert json.loads(metadata[MetadataKey.METRICS]) == record["metrics"]
     sidecar = json.loads(exported.with_suffix(".json").read_text())
     assert sidecar["parity_max_abs_diff"] <= 1e-4
-    assert not list(exported.parent.glob(".emotion.onnx.*.tmp")), "export left a temporary file behind"
+    assert not list(exported.parent.glob(".emotion.*")), "export left a temporary file behind"
+    assert exported.with_suffix(".keras").is_file()
 
 
 def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
@@ -172,7 +173,7 @@ def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Pat
         assert cv2.imread(str(out / figure)) is not None, figure
 
 
-def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, trained: Path) -> None:
+def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
     import keras
 
     customer = make_faces(tmp_path / "customer", variants=4)
@@ -187,7 +188,7 @@ def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, trained: Path
         "--out",
         tuned,
         "--init",
-        trained / "best.keras",
+        exported.with_suffix(".keras"),
         "--freeze-blocks",
         "2",
         "--epochs",
@@ -195,10 +196,10 @@ def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, trained: Path
         "--batch-size",
         "16",
     )
-    before = keras.models.load_model(trained / "best.keras")
+    before = keras.models.load_model(exported.with_suffix(".keras"))
     after = keras.models.load_model(tuned / "best.keras")
     for frozen in ("block1_a_conv", "block2_b_conv"):
         np.testing.assert_array_equal(before.get_layer(frozen).kernel.numpy(), after.get_layer(frozen).kernel.numpy())
     for trainable in ("block4_b_conv", "head_dense"):
         assert not np.allclose(before.get_layer(trainable).kernel.numpy(), after.get_layer(trainable).kernel.numpy())
-    assert json.loads((tuned / "run.json").read_text())["config"]["init"] == str(trained / "best.keras")
+    assert json.loads((tuned / "run.json").read_text())["config"]["init"] == str(exported.with_suffix(".keras"))
