@@ -50,6 +50,11 @@ def replacing(destination: Path) -> Iterator[Path]:
         dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix
     )
     os.close(handle)
+    # mkstemp makes the file private (0600); a model must stay readable by the service's own user (the
+    # container runs as uid 10001), so give it the permissions a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
         yield Path(temporary)
         os.replace(temporary, destination)

@@ -147,6 +147,7 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
     assert sidecar["parity_max_abs_diff"] <= 1e-4
     assert not list(exported.parent.glob(".emotion.*")), "export left a temporary file behind"
     assert exported.with_suffix(".keras").is_file()
+    assert exported.stat().st_mode & 0o044 == 0o044, "the model must be readable by the service user"
 
 
 def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
