@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", default=None, help="version string (default: the run folder's name)")
     parser.add_argument("--no-tta", action="store_true", help="do not average the mirrored face in the graph")
     parser.add_argument(
+        "--int8",
+        type=Path,
+        default=None,
+        help="also write an int8-quantised copy here (static QDQ, calibrated on training faces)",
+    )
+    parser.add_argument(
         "--metrics",
         type=Path,
         default=None,
@@ -71,17 +77,20 @@ def atomic_write(data: bytes, destination: Path) -> None:
         os.fsync(stream.fileno())
 
 
-def parity_faces(record: dict[str, Any], per_class: int = 10) -> np.ndarray:
-    """Real faces for the Keras/ONNX comparison: the training data's test split when it is reachable.
+def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarray:
+    """Real faces from the run's own data as N x 48 x 48 x 1 float32: ``test`` for the parity check,
+    ``train`` (never ``test``) for int8 calibration.
 
-    Falls back to uniform noise over 0..255 only for a model with no reachable training data (a file made
-    elsewhere), so the contract's value range is still exercised.
+    Falls back to uniform noise over 0..255 only for a parity check of a model whose training data is not
+    reachable (a file made elsewhere), so the contract's value range is still exercised.
     """
     data = Path(record.get("data", {}).get("path", ""))
     if data.exists() and str(data):
         from training.data import load_split
 
-        return load_split(data, "test", per_class).faces[..., np.newaxis].astype(np.float32)
+        return load_split(data, split, per_class).faces[..., np.newaxis].astype(np.float32)
+    if split == "train":
+        raise SystemExit(f"export: --int8 needs the training data for calibration; {data} is not reachable")
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
 
@@ -122,22 +131,53 @@ def main(argv: list[str] | None = None) -> int:
     proto.producer_name = "deepfer-export"
     onnx_bytes = proto.SerializeToString()
 
-    difference = verify(onnx_bytes, model, parity_faces(record), tta)
+    faces = record_faces(record, "test", per_class=10)
+    difference = verify(onnx_bytes, model, faces, tta)
     if difference > PARITY_TOLERANCE:
         raise SystemExit(f"export: ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
 
-    atomic_write(onnx_bytes, args.out)
     keras_copy = save_keras_copy(model, args.out.with_suffix(".keras"))
-    sidecar = {
-        **{k: _maybe_json(v) for k, v in metadata.items()},
-        "sha256": sha256_file(args.out),
-        "source_model": str(args.model),
-        "keras_model": keras_copy.name,
-        "parity_max_abs_diff": difference,
-    }
-    atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), args.out.with_suffix(".json"))
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, parity {difference:.1e})")
+    write_model(
+        onnx_bytes,
+        args.out,
+        metadata,
+        source_model=str(args.model),
+        keras_model=keras_copy.name,
+        parity_max_abs_diff=difference,
+    )
+    if args.int8:
+        from export.quantize import quantize_int8
+
+        int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60)).SerializeToString()
+        agreement = argmax_agreement(onnx_bytes, int8_bytes, faces)
+        write_model(
+            int8_bytes,
+            args.int8,
+            metadata,
+            source_model=str(args.model),
+            quantization="int8 static QDQ, per-channel weights, calibrated on 60 training faces per class",
+            argmax_agreement_with_float32=agreement,
+        )
     return 0
+
+
+def write_model(onnx_bytes: bytes, path: Path, metadata: dict[str, str], **extra: object) -> None:
+    """The ONNX file and its JSON record beside it (metadata, SHA-256, how it was made), each written atomically."""
+    atomic_write(onnx_bytes, path)
+    sidecar = {**{k: _maybe_json(v) for k, v in metadata.items()}, "sha256": sha256_file(path), **extra}
+    atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), path.with_suffix(".json"))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def argmax_agreement(reference: bytes, candidate: bytes, faces: np.ndarray) -> float:
+    """Fraction of faces on which two classifier files pick the same emotion."""
+    import onnxruntime as ort
+
+    picks = []
+    for model in (reference, candidate):
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        picks.append(session.run(None, {session.get_inputs()[0].name: faces})[0].argmax(axis=1))
+    return float(np.mean(picks[0] == picks[1]))
 
 
 def save_keras_copy(model: Any, destination: Path) -> Path:

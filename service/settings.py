@@ -45,7 +45,9 @@ class Settings(BaseSettings):
 
     # Models.
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
-    classifier_path: Path = MODELS_DIR / "emotion.onnx"
+    # The int8 copy of emotion.onnx: same PublicTest accuracy (64.5%), 2.4x the faces/s on this CPU (the
+    # classifier was half of the CPU per image); emotion.onnx is the float32 reference the exporter checks.
+    classifier_path: Path = MODELS_DIR / "emotion-int8.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(
         2, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"

@@ -86,7 +86,8 @@ def test_sigterm_drains_in_flight_requests() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        files = [("files", path.read_bytes()) for path in SCENES * 3]  # six scenes: a request that takes a while
+        # 16 scenes (the batch limit) per request, 4 requests: well over a second of work on two cores.
+        files = [("files", path.read_bytes()) for path in SCENES * 8]
 
         def one(_: int) -> tuple[int, float]:
             response = httpx.post(f"{url}/predict/batch", files=files, timeout=60)
@@ -94,7 +95,7 @@ def test_sigterm_drains_in_flight_requests() -> None:
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             pending = [pool.submit(one, i) for i in range(4)]
-            time.sleep(0.3)  # all four are connected and being served
+            time.sleep(0.15)  # all four are connected and being served
             terminated_at = time.monotonic()
             server.send_signal(signal.SIGTERM)
             outcomes = [future.result() for future in pending]
