@@ -99,7 +99,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
 @pytest.fixture(scope="module")
 def exported(trained: Path) -> Path:
     onnx_path = trained / "emotion.onnx"
-    run_module("export", "--model", trained / "best.keras", "--out", onnx_path, "--version", "smoke-test")
+    run_module(
+        "export",
+        "--model",
+        trained / "best.keras",
+        "--out",
+        onnx_path,
+        "--version",
+        "smoke-test",
+        "--int8",
+        trained / "emotion-int8.onnx",
+    )
     return onnx_path
 
 
@@ -148,6 +158,19 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
     assert not list(exported.parent.glob(".emotion.*")), "export left a temporary file behind"
     assert exported.with_suffix(".keras").is_file()
     assert exported.stat().st_mode & 0o044 == 0o044, "the model must be readable by the service user"
+
+
+def test_int8_copy_keeps_the_contract_and_the_answers(exported: Path) -> None:
+    from service.classifier import EmotionClassifier  # checks the contract and that rows are probabilities
+
+    int8 = exported.with_name("emotion-int8.onnx")
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    reference = EmotionClassifier(exported).run(faces)
+    quantised = EmotionClassifier(int8).run(faces)
+    np.testing.assert_allclose(quantised.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(quantised - reference).max() < 0.1
+    assert json.loads(int8.with_suffix(".json").read_text())["argmax_agreement_with_float32"] >= 0.8
+    assert int8.stat().st_size < exported.stat().st_size / 2
 
 
 def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
