@@ -77,6 +77,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         504: "the request took longer than request_timeout_s",
     }.items()
 }
+# The prediction routes' own errors; 401 is declared once, on the router that checks the key.
+_PREDICT_ERRORS = {status: body for status, body in _ERRORS.items() if status != 401}
 _IMAGE_BODY = {
     "requestBody": {
         "required": True,
@@ -134,7 +136,7 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses={k: v for k, v in _ERRORS.items() if k != 401},
+    responses=_PREDICT_ERRORS,
     openapi_extra=_IMAGE_BODY,
     summary="Emotions of every face in one image (multipart field 'file' or JSON {'image': base64})",
 )
@@ -151,7 +153,7 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
 @router.post(
     "/predict/batch",
     response_model=BatchResponse,
-    responses={k: v for k, v in _ERRORS.items() if k != 401},
+    responses=_PREDICT_ERRORS,
     openapi_extra=_BATCH_BODY,
     summary="Several images (multipart field 'files'); a bad file gives an error entry, not a failed batch",
 )
