@@ -84,13 +84,15 @@ def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarr
     Falls back to uniform noise over 0..255 only for a parity check of a model whose training data is not
     reachable (a file made elsewhere), so the contract's value range is still exercised.
     """
-    data = Path(record.get("data", {}).get("path", ""))
-    if data.exists() and str(data):
+    recorded = record.get("data", {}).get("path")
+    data = Path(recorded) if recorded else None
+    if data is not None and data.exists():
         from training.data import load_split
 
         return load_split(data, split, per_class).faces[..., np.newaxis].astype(np.float32)
     if split == "train":
-        raise SystemExit(f"export: --int8 needs the training data for calibration; {data} is not reachable")
+        where = recorded or "the run record names none"
+        raise SystemExit(f"export: --int8 needs the training data for calibration; not reachable: {where}")
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
 

@@ -6,19 +6,22 @@ at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's d
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
-Calibration on /work/shared/data/scenes_public (200 scenes of 640x480, 405 faces of 80-200 px, ground truth =
-the pasted FER face), a detection matching a face at IoU >= 0.3 (YuNet's box is tighter and lower than FER's
-framing, so even a good detection overlaps it at only 0.45-0.8):
+Calibration (``python bench/detection_sweep.py``) on the public scenes (200 scenes of 640x480, 405 faces of
+80-200 px, ground truth = the pasted FER face), a detection matching a face at IoU >= 0.3 (YuNet's box is tighter
+and lower than FER's framing, so even a good detection overlaps it at only 0.45-0.8); recall / extra boxes per
+ground-truth face:
 
-    score threshold   0.3    0.4    0.5    0.6    0.7    0.8
-    recall            96.8%  96.3%  94.8%  94.6%  93.1%  91.4%
-    extra boxes       2.0%   1.0%   0.7%   0.5%   0.5%   0.2%   (per ground-truth face)
+    longest side   threshold 0.3   0.35          0.4           0.5          detector CPU
+    640 (as is)    96.8% / 2.0%    96.8% / 1.7%  96.3% / 1.0%  94.8% / 0.7%  100%
+    512            95.6% / 1.5%    95.1% / 1.2%  94.8% / 0.7%  93.8% / 0.5%   76%
+    480            95.8% / 1.5%    95.8% / 1.2%  95.1% / 1.0%  93.8% / 1.0%   68%
+    416            93.8% / 1.2%    93.8% / 1.0%  93.1% / 1.0%  91.6% / 1.0%   57%
 
-``detection_score_threshold`` = 0.4: the only value with margin on both sides of "recall >= 95% with < 2% extra
-boxes" (0.5 already misses 5.2%; YuNet's default 0.9 finds about half of these low-contrast grey faces).
-Shrinking the image before detection is the biggest speed lever, but these faces lose too much score:
-at ``detection_max_side_px`` = 480 recall falls to 95.1% and at 320 to 90.4% (threshold 0.4), for 25% and 70%
-less detector time, so the default is 640 (no shrink for VGA); the setting exists for larger camera frames.
+Defaults: ``detection_max_side_px`` = 480 with ``detection_score_threshold`` = 0.35. Detection is most of the
+CPU an image costs, and at 480 (a 640x480 frame becomes 480x360) the detector costs a third less for 1 point of
+recall (4 of 405 faces) and fewer extra boxes; 0.35 is the threshold with margin on both
+sides there. Below 480 these low-contrast pasted faces lose too much score. YuNet's default 0.9 finds about
+half of them. ``detection_max_side_px=640`` gives back the 1% of recall for 1.5x the detector's CPU.
 """
 
 from __future__ import annotations

@@ -49,15 +49,21 @@ class Settings(BaseSettings):
     # classifier was half of the CPU per image); emotion.onnx is the float32 reference the exporter checks.
     classifier_path: Path = MODELS_DIR / "emotion-int8.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    # One: under load the pipeline threads already keep both cores busy, and a second classifier thread cost
+    # more CPU in hand-offs than it saved (bench/http_load.py: 14.4 vs 16.1 ms of CPU per image).
     intra_op_threads: int = Field(
-        2, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
+        1, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
     )
     pipeline_threads: int = Field(2, ge=1, description="images decoded/detected in parallel (about one per core)")
+    pipeline_nice: int = Field(
+        5, ge=0, le=19, description="how far below the batcher and event loop the pipeline threads run (Linux)"
+    )
 
-    # Detection. Threshold calibrated on the public scenes (see service/detect.py for the measurement).
-    detection_score_threshold: float = Field(0.4, ge=0.0, le=1.0)
+    # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
+    # the table is in service/detect.py).
+    detection_score_threshold: float = Field(0.35, ge=0.0, le=1.0)
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    detection_max_side_px: int = Field(640, ge=64, description="larger images are downscaled before detection")
+    detection_max_side_px: int = Field(480, ge=64, description="larger images are downscaled before detection")
     max_faces: int = Field(32, ge=1, description="most faces returned per image (and the cap on the option)")
 
     # Dynamic batching and backpressure.

@@ -118,7 +118,12 @@ def test_model_reports_labels_version_and_metrics(client: httpx.Client) -> None:
     assert body["labels"] == list(LABELS)
     assert body["input"]["shape"] == ["N", 48, 48, 1]
     assert isinstance(body["metrics"], dict) and body["version"] and len(body["sha256"]) == 64
-    assert body["detector"]["score_threshold"] == 0.4
+    assert body["detector"] == {
+        "name": "face_detection_yunet_2026may.onnx",
+        "score_threshold": 0.35,
+        "nms_threshold": 0.3,
+        "max_side_px": 480,
+    }
 
 
 def test_openapi_documents_every_route_with_models(client: httpx.Client) -> None:

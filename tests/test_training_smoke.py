@@ -197,6 +197,21 @@ def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Pat
         assert cv2.imread(str(out / figure)) is not None, figure
 
 
+def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    held_out = json.loads((trained / "run.json").read_text())["data"]["val"]
+    out = tmp_path / "validation"
+    run_module(
+        "training.evaluate",
+        *("--model", exported, "--data", dataset, "--out", out),
+        *("--split", "validation", "--limit-per-class", "40"),
+    )
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["count"] == sum(held_out.values())
+    assert {label: row["support"] for label, row in report["per_class"].items()} == held_out
+
+
 def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
     import keras
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from imaging import DATA
 
+from bench.scenes import iou
 from service.cli import main
 from service.contract import LABELS
 from service.video import EMOTION_BGR
@@ -24,14 +25,6 @@ SCENES = DATA / "scenes"
 SEQUENCE = ("scene_0000.jpg", "scene_0002.jpg", "scene_0000.jpg")
 FRAMES_EACH, FPS = 4, 8
 FRAME_COUNT = len(SEQUENCE) * FRAMES_EACH
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two (x, y, width, height) boxes."""
-    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    overlap = max(0.0, width) * max(0.0, height)
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from service.preprocess import to_batch
-from training.data import load_split, sha256_of
+from training.config import TrainConfig
+from training.data import FaceSet, load_split, sha256_of, stratified_split
 from training.report import per_class_table, write_report
 
 
@@ -22,7 +23,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     parser.add_argument("--model", type=Path, required=True, help="ONNX classifier honouring the contract")
     parser.add_argument("--data", type=Path, required=True, help="Kaggle-layout FER2013 folder or zip")
-    parser.add_argument("--split", default="test", help="split to score (default: test = PublicTest)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="test (PublicTest, the default), train, or validation: the held-out part of train/ that training "
+        "split off with --seed and --val-fraction (choose models on this one, never on test)",
+    )
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="with --split validation")
+    parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction, help="with --split validation")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--history", type=Path, default=None, help="the run's history.csv, for training curves")
     parser.add_argument("--limit-per-class", type=int, default=None, help="score at most N faces per class")
@@ -35,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from service.classifier import EmotionClassifier
 
-    faces = load_split(args.data, args.split, args.limit_per_class)
+    faces = load_faces(args)
     classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
     started = time.perf_counter()
     batches = [
@@ -46,13 +54,31 @@ def main(argv: list[str] | None = None) -> int:
     probabilities = np.concatenate(batches)
     extra = {
         "model": {"path": str(args.model), "version": classifier.info.version, "sha256": classifier.info.sha256},
-        "data": {"path": str(args.data), "split": args.split, "sha256": sha256_of(args.data)},
+        "data": {
+            "path": str(args.data),
+            "split": args.split,
+            **_split_parameters(args),
+            "sha256": sha256_of(args.data),
+        },
         "faces_per_second": round(len(faces) / seconds, 1),
     }
     report = write_report(args.out, faces.labels, probabilities, extra, args.history)
     print(per_class_table(report))
     print(json.dumps({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "out": str(args.out)}))
     return 0
+
+
+def _split_parameters(args: argparse.Namespace) -> dict[str, float]:
+    return {"seed": args.seed, "val_fraction": args.val_fraction} if args.split == "validation" else {}
+
+
+def load_faces(args: argparse.Namespace) -> FaceSet:
+    """The split to score; ``validation`` is rebuilt exactly as ``training.train`` held it out."""
+    if args.split != "validation":
+        return load_split(args.data, args.split, args.limit_per_class)
+    full = load_split(args.data, "train", args.limit_per_class)
+    _, held = stratified_split(full.labels, args.val_fraction, args.seed)
+    return full.subset(held)
 
 
 if __name__ == "__main__":
