@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Parity is checked against this float32 copy: a mixed_bfloat16 checkpoint's own outputs differ from any
     # float32 graph by bf16 rounding (~1e-2), which would hide a real conversion error below it.
-    model = float32_copy(keras.models.load_model(args.model))
+    model = float32_copy(keras.models.load_model(args.model, compile=False))  # no optimizer in the copies
     tta = not args.no_tta
     proto = to_onnx(model, test_time_augmentation=tta)
     record = run_record(args.model)
