@@ -23,6 +23,7 @@ def load_scenes(folder: Path) -> list[dict[str, Any]]:
 
 
 def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
     width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     overlap = width * height

@@ -91,7 +91,7 @@ def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarr
 
         return load_split(data, split, per_class).faces[..., np.newaxis].astype(np.float32)
     if split == "train":
-        where = recorded or "the run record names none"
+        where = recorded or "the run record has no data path"
         raise SystemExit(f"export: --int8 needs the training data for calibration; not reachable: {where}")
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Parity is checked against this float32 copy: a mixed_bfloat16 checkpoint's own outputs differ from any
     # float32 graph by bf16 rounding (~1e-2), which would hide a real conversion error below it.
-    model = float32_copy(keras.models.load_model(args.model, compile=False))  # no optimizer in the copies
+    # Uncompiled: clone_model recompiles a compiled model, and its optimizer's slots would then be saved into
+    # the Keras copy, doubling the file for nothing (fine-tuning builds its own optimizer).
+    model = float32_copy(keras.models.load_model(args.model, compile=False))
     tta = not args.no_tta
     proto = to_onnx(model, test_time_augmentation=tta)
     record = run_record(args.model)

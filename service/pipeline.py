@@ -9,6 +9,7 @@ ONNX run.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -30,6 +31,8 @@ from service.errors import Overloaded
 from service.metrics import Metrics
 from service.preprocess import align_face, face_from_crop, to_batch
 from service.settings import Settings
+
+log = logging.getLogger("deepfer")
 
 
 @dataclass(frozen=True)
@@ -196,16 +199,19 @@ async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[P
 def _lower_thread_priority(nice: int) -> None:
     """Run this pipeline thread ``nice`` steps below the event loop and the batcher.
 
-    Decode + detect is the bulk of the CPU and its queue is FIFO, so it loses nothing by yielding; the batcher
-    and the event loop are short, latency-critical steps that every request passes through. At equal priority
-    they queue behind detection for a core, and that wait was the p99 (bench/http_load.py, 16 clients: p99
-    145-147 ms at nice 5 against 163-170 ms at 0, for 4% fewer images/s). Linux only: there ``setpriority`` on a
-    thread id renices that one thread; elsewhere it would renice the whole process.
+    Decode + detect is the bulk of the CPU and waits in a FIFO queue anyway; the batcher and the event loop are
+    short steps that every request passes through. At equal priority they queue behind detection for a core,
+    and that wait made the p99 (see the README's Performance section for the measurement). Linux only: other
+    systems have no per-thread nice. A sandbox that forbids it costs the latency gain, never a request.
     """
-    if nice and sys.platform.startswith("linux"):
-        thread = threading.get_native_id()
+    if not nice or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
         # Relative to what the thread inherited: the process itself may already run niced.
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+    except OSError as error:
+        log.warning("pipeline threads keep their priority: %s", error)
 
 
 def _select(detections: list[Detection], options: Options) -> list[Detection]:

@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     # classifier was half of the CPU per image); emotion.onnx is the float32 reference the exporter checks.
     classifier_path: Path = MODELS_DIR / "emotion-int8.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
-    # One: under load the pipeline threads already keep both cores busy, and a second classifier thread cost
-    # more CPU in hand-offs than it saved (bench/http_load.py: 14.4 vs 16.1 ms of CPU per image).
+    # One: measured on 2 cores with the default two pipeline threads, those already keep the cores busy under load,
+    # and a second classifier thread cost more CPU in hand-offs than it saved (bench/http_load.py, 16 clients:
+    # 14.4 vs 16.1 ms of CPU per image).
     intra_op_threads: int = Field(
         1, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
     )

@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from service.contract import LABELS, MetadataKey
-from training.data import load_split, sha256_of
+from training.data import load_split, sha256_of, stratified_split
 
 pytest.importorskip("tensorflow", reason="the training extra is not installed (pip install -e '.[train]')")
 
@@ -208,16 +208,20 @@ def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Pat
 def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
     tmp_path: Path, trained: Path, exported: Path, dataset: Path
 ) -> None:
-    held_out = json.loads((trained / "run.json").read_text())["data"]["val"]
+    config = json.loads((trained / "run.json").read_text())["config"]
+    full = load_split(dataset, "train", config["limit_per_class"])
+    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    faces = full.faces[held][..., np.newaxis].astype(np.float32)
+    predicted = session.run(None, {session.get_inputs()[0].name: faces})[0].argmax(axis=1)
+    expected = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    np.add.at(expected, (full.labels[held], predicted), 1)
+
     out = tmp_path / "validation"
-    run_module(
-        "training.evaluate",
-        *("--model", exported, "--data", dataset, "--out", out),
-        *("--split", "validation", "--limit-per-class", "40"),
-    )
+    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", out, "--split", "validation")
     report = json.loads((out / "metrics.json").read_text())
-    assert report["count"] == sum(held_out.values())
-    assert {label: row["support"] for label, row in report["per_class"].items()} == held_out
+    assert report["count"] == len(held)
+    np.testing.assert_array_equal(np.asarray(report["confusion_matrix"]), expected)
 
 
 def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
@@ -250,3 +254,13 @@ def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Pat
     for trainable in ("block4_b_conv", "head_dense"):
         assert not np.allclose(before.get_layer(trainable).kernel.numpy(), after.get_layer(trainable).kernel.numpy())
     assert json.loads((tuned / "run.json").read_text())["config"]["init"] == str(exported.with_suffix(".keras"))
+
+
+def test_a_model_without_a_run_record_is_checked_on_noise_and_never_calibrated_on_it() -> None:
+    from export.__main__ import record_faces
+
+    noise = record_faces({}, "test", per_class=1)
+    assert noise.shape == (64, 48, 48, 1) and noise.dtype == np.float32
+    assert noise.min() >= 0 and noise.max() <= 255
+    with pytest.raises(SystemExit, match="no data path"):
+        record_faces({}, "train", per_class=1)

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from service.contract import MetadataKey
 from service.preprocess import to_batch
-from training.config import TrainConfig
 from training.data import FaceSet, load_split, sha256_of, stratified_split
 from training.report import per_class_table, write_report
 
@@ -25,12 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="Kaggle-layout FER2013 folder or zip")
     parser.add_argument(
         "--split",
+        choices=("test", "train", "validation"),
         default="test",
-        help="test (PublicTest, the default), train, or validation: the held-out part of train/ that training "
-        "split off with --seed and --val-fraction (choose models on this one, never on test)",
+        help="test (PublicTest, the default), train, or validation: the part of train/ that training held out, "
+        "rebuilt from the seed and fraction in the model's metadata (choose models on this one, never on test)",
     )
-    parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="with --split validation")
-    parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction, help="with --split validation")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--history", type=Path, default=None, help="the run's history.csv, for training curves")
     parser.add_argument("--limit-per-class", type=int, default=None, help="score at most N faces per class")
@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from service.classifier import EmotionClassifier
 
-    faces = load_faces(args)
     classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
+    data_sha256 = sha256_of(args.data)
+    faces, chosen_by = load_faces(args, classifier.info.metadata, data_sha256)
     started = time.perf_counter()
     batches = [
         classifier.run(to_batch(faces.faces[start : start + args.batch_size]))
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": {
             "path": str(args.data),
             "split": args.split,
-            **_split_parameters(args),
-            "sha256": sha256_of(args.data),
+            **chosen_by,
+            "sha256": data_sha256,
         },
         "faces_per_second": round(len(faces) / seconds, 1),
     }
@@ -68,17 +69,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _split_parameters(args: argparse.Namespace) -> dict[str, float]:
-    return {"seed": args.seed, "val_fraction": args.val_fraction} if args.split == "validation" else {}
+def load_faces(
+    args: argparse.Namespace, metadata: dict[str, str], data_sha256: str
+) -> tuple[FaceSet, dict[str, object]]:
+    """The faces to score, and for ``validation`` the parameters that chose them (they go into the report).
 
-
-def load_faces(args: argparse.Namespace) -> FaceSet:
-    """The split to score; ``validation`` is rebuilt exactly as ``training.train`` held it out."""
+    ``validation`` is rebuilt from the model's own record, never from flags: a different seed, fraction or
+    per-class limit than training used would quietly mix training faces into it and inflate the score.
+    """
     if args.split != "validation":
-        return load_split(args.data, args.split, args.limit_per_class)
-    full = load_split(args.data, "train", args.limit_per_class)
-    _, held = stratified_split(full.labels, args.val_fraction, args.seed)
-    return full.subset(held)
+        return load_split(args.data, args.split, args.limit_per_class), {}
+    config = json.loads(metadata.get(MetadataKey.CONFIG, "{}"))
+    if not {"seed", "val_fraction"} <= config.keys():
+        raise SystemExit(f"{args.model} has no training_config in its metadata: its validation split is unknown")
+    if metadata.get(MetadataKey.DATA_SHA256) != data_sha256:
+        raise SystemExit(
+            f"{args.data} is not the data {args.model} was trained on (SHA-256 {data_sha256[:12]}… vs "
+            f"{metadata.get(MetadataKey.DATA_SHA256, 'unrecorded')[:12]}…): no validation split to rebuild"
+        )
+    training_limit = config.get("limit_per_class")
+    full = load_split(args.data, "train", training_limit)
+    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
+    faces = full.subset(held)
+    if args.limit_per_class is not None:
+        faces = faces.subset(first_per_class(faces.labels, args.limit_per_class))
+    return faces, {"seed": config["seed"], "val_fraction": config["val_fraction"], "training_limit": training_limit}
+
+
+def first_per_class(labels: NDArray[np.int64], limit: int) -> NDArray[np.int64]:
+    """Indices of at most ``limit`` faces of each class, in their original order."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == cls)[:limit] for cls in np.unique(labels)]))
 
 
 if __name__ == "__main__":
