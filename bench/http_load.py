@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
-from local_service import REPO, start_service
+from local_service import REPO, effective_settings, start_service
 
 RESULTS = REPO / "bench" / "results"
 DEFAULT_SCENES = Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")) / "data" / "scenes_public"
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "url": url,
             "workers": args.workers if process else None,
             "model_version": model.get("version"),
-            "settings_env": {k: v for k, v in os.environ.items() if k.startswith("DEEPFER_")},
+            "settings": effective_settings() if process else None,
         },
         "duration_s": args.duration_s,
         "levels": [asdict(level) for level in levels],

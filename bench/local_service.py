@@ -17,6 +17,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 120.0
+# Settings the benchmarks add to the environment's: the access log would cost CPU and tell nothing.
+QUIET: dict[str, object] = {"access_log": False, "log_level": "warning"}
 
 
 def free_port() -> int:
@@ -27,9 +29,9 @@ def free_port() -> int:
 
 
 def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the service and wait for /readyz; access log off (it would cost CPU, not tell anything)."""
+    """Start the service with ``QUIET`` added to the environment's settings and wait for /readyz."""
     port = free_port()
-    env = {**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"}
+    env = {**os.environ, **{f"DEEPFER_{name.upper()}": str(value).lower() for name, value in QUIET.items()}}
     command = [
         sys.executable,
         "-m",
@@ -57,3 +59,11 @@ def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     process.kill()
     process.wait()
     raise SystemExit(f"the service did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def effective_settings() -> dict[str, object]:
+    """The settings a service started from this environment runs with (defaults included, secrets left out), so
+    a result file says what was measured even after the defaults change."""
+    from service.settings import Settings
+
+    return Settings(**QUIET).model_dump(mode="json", exclude={"api_keys"})

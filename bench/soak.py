@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from local_service import REPO, start_service
+from local_service import REPO, effective_settings, start_service
 
 RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenes": str(args.scenes),
         "limits": {"requests": args.requests, "duration_s": args.duration_s, "warmup_requests": args.warmup_requests},
-        "settings_env": {key: value for key, value in os.environ.items() if key.startswith("DEEPFER_")},
+        "settings": effective_settings(),
         "summary": asdict(summary),
         "rss_samples": [{"s": s, "answers": answers, "mb": mb} for s, answers, mb in run.rss_samples],
     }

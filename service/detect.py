@@ -18,10 +18,11 @@ ground-truth face:
     416            93.8% / 1.2%    93.8% / 1.0%  93.1% / 1.0%  91.6% / 1.0%   57%
 
 Defaults: ``detection_max_side_px`` = 480 with ``detection_score_threshold`` = 0.35. Detection is most of the
-CPU an image costs, and at 480 (a 640x480 frame becomes 480x360) the detector costs a third less for 1 point of
-recall (4 of 405 faces) and fewer extra boxes; 0.35 is the threshold with margin on both
-sides there. Below 480 these low-contrast pasted faces lose too much score. YuNet's default 0.9 finds about
-half of them. ``detection_max_side_px=640`` gives back the 1% of recall for 1.5x the detector's CPU.
+CPU an image costs; against the former 640 / 0.4 this finds 2 faces fewer and adds 1 extra box for a third less
+detector CPU, and 0.35 is the threshold with margin on both sides at 480. Below 480 these low-contrast pasted
+faces lose too much score; YuNet's default 0.9 finds about half of them. Calibrated on 640x480 frames only: a
+1920x1080 frame is shrunk 4x, so small faces in HD frames want a larger ``detection_max_side_px`` (640 with
+threshold 0.4 is the former calibrated pair).
 """
 
 from __future__ import annotations
