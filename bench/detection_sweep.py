@@ -7,7 +7,7 @@ The calibration behind ``detection_score_threshold`` and ``detection_max_side_px
 per frame size at the lowest threshold, and the higher thresholds filter those detections (NMS keeps the
 higher-scoring box of any overlapping pair, so filtering after NMS equals detecting at the higher threshold).
 Boxes are scored as the detector returns them (floats), where tests/test_scenes.py scores the API's boxes, rounded
-and clipped to the image; at the shipped defaults both count 388 of 405 faces matched and 5 extra boxes.
+and clipped to the image; at the shipped defaults both count 387 of 405 faces matched and 6 extra boxes.
 Printed and saved as JSON under bench/results/.
 """
 

@@ -17,12 +17,13 @@ ground-truth face:
     480            95.8% / 1.5%    95.8% / 1.2%  95.1% / 1.0%  93.8% / 1.0%   68%
     416            93.8% / 1.2%    93.8% / 1.0%  93.1% / 1.0%  91.6% / 1.0%   57%
 
-Defaults: ``detection_max_side_px`` = 480 with ``detection_score_threshold`` = 0.35. Detection is most of the
-CPU an image costs; against the former 640 / 0.4 this finds 2 faces fewer and adds 1 extra box for a third less
-detector CPU, and 0.35 is the threshold with margin on both sides at 480. Below 480 these low-contrast pasted
-faces lose too much score; YuNet's default 0.9 finds about half of them. Calibrated on 640x480 frames only: a
-1920x1080 frame is shrunk 4x, so small faces in HD frames want a larger ``detection_max_side_px`` (640 with
-threshold 0.4 is the former calibrated pair).
+Defaults: ``detection_max_side_px`` = 512 with ``detection_score_threshold`` = 0.3. Detection is most of the
+CPU an image costs; against the former 640 / 0.4 this finds 3 faces fewer and adds 2 extra boxes for a quarter
+less detector CPU. 480 costs less still and scores as well on these scenes, but it lifts a false box on the grey
+version of a test scene to 0.48 (0.28 at 512, 0.34 at 640): grey camera frames are a real input, so 512. Below
+these sizes the low-contrast pasted faces lose too much score; YuNet's default 0.9 finds about half of them.
+Calibrated on 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small faces in HD frames want a larger
+``detection_max_side_px`` (640 with threshold 0.4 is the former calibrated pair).
 """
 
 from __future__ import annotations

@@ -62,9 +62,9 @@ class Settings(BaseSettings):
 
     # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
     # the table is in service/detect.py).
-    detection_score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    detection_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    detection_max_side_px: int = Field(480, ge=64, description="larger images are downscaled before detection")
+    detection_max_side_px: int = Field(512, ge=64, description="larger images are downscaled before detection")
     max_faces: int = Field(32, ge=1, description="most faces returned per image (and the cap on the option)")
 
     # Dynamic batching and backpressure.

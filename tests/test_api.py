@@ -120,9 +120,9 @@ def test_model_reports_labels_version_and_metrics(client: httpx.Client) -> None:
     assert isinstance(body["metrics"], dict) and body["version"] and len(body["sha256"]) == 64
     assert body["detector"] == {
         "name": "face_detection_yunet_2026may.onnx",
-        "score_threshold": 0.35,
+        "score_threshold": 0.3,
         "nms_threshold": 0.3,
-        "max_side_px": 480,
+        "max_side_px": 512,
     }
 
 

@@ -27,7 +27,7 @@
   };
   const KEY_STORAGE = "deepfer-api-key";
   // Live frames are downscaled to this width before upload: a smaller JPEG keeps the round trip short, and the
-  // service detects on a 480 px copy anyway while it crops faces from the full 640 px frame.
+  // service detects on a 512 px copy anyway while it crops faces from the full 640 px frame.
   const LIVE_MAX_WIDTH = 640;
   const FPS_WINDOW_MS = 3000;
 
