@@ -97,19 +97,24 @@ def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarr
     return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
 
 
-def verify(onnx_bytes: bytes, keras_model: Any, faces: np.ndarray, test_time_augmentation: bool) -> float:
-    """Load the bytes in a fresh InferenceSession, check the contract, and return max |Keras - ONNX|."""
+def onnx_answers(onnx_bytes: bytes, faces: np.ndarray) -> np.ndarray:
+    """Load the bytes in a fresh InferenceSession, as any consumer would, check the contract, and classify."""
     import onnxruntime as ort
 
     from service.contract import check_contract
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     check_contract(session)
-    got = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    answers: np.ndarray = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    return answers
+
+
+def parity(answers: np.ndarray, keras_model: Any, faces: np.ndarray, test_time_augmentation: bool) -> float:
+    """max |Keras - ONNX| over the faces."""
     expected = keras_model(faces, training=False).numpy()
     if test_time_augmentation:
         expected = (expected + keras_model(faces[:, :, ::-1, :], training=False).numpy()) / 2
-    return float(np.max(np.abs(got - expected)))
+    return float(np.max(np.abs(answers - expected)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     onnx_bytes = proto.SerializeToString()
 
     faces = record_faces(record, "test", per_class=10)
-    difference = verify(onnx_bytes, model, faces, tta)
+    float32_answers = onnx_answers(onnx_bytes, faces)
+    difference = parity(float32_answers, model, faces, tta)
     if difference > PARITY_TOLERANCE:
         raise SystemExit(f"export: ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
 
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         from export.quantize import quantize_int8
 
         int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60)).SerializeToString()
-        agreement = argmax_agreement(onnx_bytes, int8_bytes, faces)
+        int8_picks = onnx_answers(int8_bytes, faces).argmax(axis=1)
+        agreement = float(np.mean(int8_picks == float32_answers.argmax(axis=1)))
         write_model(
             int8_bytes,
             args.int8,
@@ -171,17 +178,6 @@ def write_model(onnx_bytes: bytes, path: Path, metadata: dict[str, str], **extra
     sidecar = {**{k: _maybe_json(v) for k, v in metadata.items()}, "sha256": sha256_file(path), **extra}
     atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), path.with_suffix(".json"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-
-
-def argmax_agreement(reference: bytes, candidate: bytes, faces: np.ndarray) -> float:
-    """Fraction of faces on which two classifier files pick the same emotion."""
-    import onnxruntime as ort
-
-    picks = []
-    for model in (reference, candidate):
-        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-        picks.append(session.run(None, {session.get_inputs()[0].name: faces})[0].argmax(axis=1))
-    return float(np.mean(picks[0] == picks[1]))
 
 
 def save_keras_copy(model: Any, destination: Path) -> Path:

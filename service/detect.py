@@ -6,24 +6,11 @@ at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's d
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
-Calibration (``python bench/detection_sweep.py``) on the public scenes (200 scenes of 640x480, 405 faces of
-80-200 px, ground truth = the pasted FER face), a detection matching a face at IoU >= 0.3 (YuNet's box is tighter
-and lower than FER's framing, so even a good detection overlaps it at only 0.45-0.8); recall / extra boxes per
-ground-truth face:
-
-    longest side   threshold 0.3   0.35          0.4           0.5          detector CPU
-    640 (as is)    96.8% / 2.0%    96.8% / 1.7%  96.3% / 1.0%  94.8% / 0.7%  100%
-    512            95.6% / 1.5%    95.1% / 1.2%  94.8% / 0.7%  93.8% / 0.5%   76%
-    480            95.8% / 1.5%    95.8% / 1.2%  95.1% / 1.0%  93.8% / 1.0%   68%
-    416            93.8% / 1.2%    93.8% / 1.0%  93.1% / 1.0%  91.6% / 1.0%   57%
-
-Defaults: ``detection_max_side_px`` = 512 with ``detection_score_threshold`` = 0.3. Detection is most of the
-CPU an image costs; against the former 640 / 0.4 this finds 3 faces fewer and adds 2 extra boxes for a quarter
-less detector CPU. 480 costs less still and scores as well on these scenes, but it lifts a false box on the grey
-version of a test scene to 0.48 (0.28 at 512, 0.34 at 640): grey camera frames are a real input, so 512. Below
-these sizes the low-contrast pasted faces lose too much score; YuNet's default 0.9 finds about half of them.
-Calibrated on 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small faces in HD frames want a larger
-``detection_max_side_px`` (640 with threshold 0.4 is the former calibrated pair).
+Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3) were
+chosen together with ``python bench/detection_sweep.py`` on the public scenes; the table and the reasons (a
+quarter less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in the README's
+"Detection and framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
+faces in HD frames want a larger ``detection_max_side_px``.
 """
 
 from __future__ import annotations

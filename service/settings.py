@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     )
 
     # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
-    # the table is in service/detect.py).
+    # the table is in the README).
     detection_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_max_side_px: int = Field(512, ge=64, description="larger images are downscaled before detection")
