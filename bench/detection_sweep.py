@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 from local_service import REPO
-from scenes import load_scenes, match
+from scenes import DEFAULT_SCENES, load_scenes, match
 
 from service.detect import FaceDetector
 from service.settings import Settings
 
 RESULTS = REPO / "bench" / "results"
-DEFAULT_SCENES = Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")) / "data" / "scenes_public"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

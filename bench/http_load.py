@@ -26,9 +26,9 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 from local_service import REPO, effective_settings, start_service
+from scenes import DEFAULT_SCENES
 
 RESULTS = REPO / "bench" / "results"
-DEFAULT_SCENES = Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")) / "data" / "scenes_public"
 LOOPBACK = {"127.0.0.1", "localhost"}
 
 

@@ -8,10 +8,13 @@ sits lower than FER's framing, so even a perfect detection overlaps the ground t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 MATCH_IOU = 0.3
+SHARED_DIR = Path(os.environ.get("DEEPFER_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+DEFAULT_SCENES = SHARED_DIR / "data" / "scenes_public"
 
 Box = list[float] | tuple[float, ...]  # x, y, width, height
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from local_service import REPO, effective_settings, start_service
+from scenes import SHARED_DIR
 
 RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024
@@ -45,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--shared-dir",
         type=Path,
-        default=Path(os.environ.get("DEEPFER_SHARED_DIR", REPO.parent / "shared")),
+        default=SHARED_DIR,
         help="shared data root (DEEPFER_SHARED_DIR, default ../shared); scenes come from data/scenes_public",
     )
     parser.add_argument("--scenes", type=Path, help="a folder of .jpg scenes instead of the shared public ones")

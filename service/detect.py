@@ -85,7 +85,7 @@ class FaceDetector:
         scale = min(1.0, self.max_side_px / max(height, width))
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            image = cv2.resize(image, size, interpolation=_shrink_interpolation(scale))
         detections = self._detect_at_native_size(image)
         if scale == 1.0:
             return detections
@@ -133,6 +133,18 @@ class FaceDetector:
             )
             for i in np.asarray(kept, dtype=np.int64).reshape(-1)
         ]
+
+
+def _shrink_interpolation(scale: float) -> int:
+    """Bicubic down to half size, area averaging below it.
+
+    INTER_AREA at a fractional ratio takes OpenCV's slow generic path: 2.2-2.8 ms of CPU for 640x480 -> 512x384
+    on this machine against 0.45-0.55 ms for bicubic (or bilinear), a sixth of the service's CPU per image.
+    Down to half size bicubic's 4x4 taps still read every source pixel, and on the public scenes it finds the
+    same 387 faces with the same 6 extra boxes as INTER_AREA (bilinear: 386). Past half size the taps would skip
+    pixels and alias, so large frames pay for INTER_AREA.
+    """
+    return cv2.INTER_CUBIC if scale >= 0.5 else cv2.INTER_AREA
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -182,6 +183,7 @@ async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[P
         on_batch=metrics.batch_size.observe,
         on_queue_depth=metrics.queue_depth.set,
     )
+    cv2.setNumThreads(settings.opencv_threads)  # process-wide; see Settings.opencv_threads
     executor = ThreadPoolExecutor(
         max_workers=settings.pipeline_threads,
         thread_name_prefix="deepfer-pipeline",

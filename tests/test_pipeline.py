@@ -1,4 +1,5 @@
-"""The pipeline's worker threads (decode + detect) run below the batcher and the event loop, and only they do."""
+"""How the pipeline uses the cores: its worker threads (decode + detect) run below the batcher and the event loop,
+and only they do; OpenCV runs with the configured number of threads."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import pytest
 from imaging import DATA
 
 from service.pipeline import _lower_thread_priority
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux behaviour")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux behaviour")
 
 
 def thread_nice_values() -> list[int]:
@@ -27,6 +29,7 @@ def thread_nice_values() -> list[int]:
     return values
 
 
+@linux_only
 def test_lower_thread_priority_renices_only_the_calling_thread() -> None:
     main_before = os.getpriority(os.PRIO_PROCESS, 0)
     seen: dict[str, int] = {}
@@ -42,6 +45,7 @@ def test_lower_thread_priority_renices_only_the_calling_thread() -> None:
     assert os.getpriority(os.PRIO_PROCESS, 0) == main_before
 
 
+@linux_only
 def test_a_served_request_runs_on_lowered_pipeline_threads(live_server: Callable[..., Any]) -> None:
     base = os.getpriority(os.PRIO_PROCESS, 0)
     if base + 3 > 19:
@@ -55,3 +59,14 @@ def test_a_served_request_runs_on_lowered_pipeline_threads(live_server: Callable
         lowered = thread_nice_values().count(base + 3)
     assert 1 <= lowered <= 2
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def test_the_service_sets_opencv_threads(live_server: Callable[..., Any]) -> None:
+    before = cv2.getNumThreads()
+    try:
+        # 3 is neither OpenCV's default here nor the service's, so only the setting can have put it there.
+        with live_server(opencv_threads=3) as url:
+            assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+            assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)  # the tests' servers share this process
