@@ -7,8 +7,8 @@ is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
 Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3) were
-chosen together with ``python bench/detection_sweep.py`` on the public scenes; the table and the reasons (a
-quarter less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in the README's
+chosen together with ``python bench/detection_sweep.py`` on the public scenes; the table and the reasons (15%
+less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in the README's
 "Detection and framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
 faces in HD frames want a larger ``detection_max_side_px``.
 """
