@@ -60,8 +60,8 @@ class Settings(BaseSettings):
         5, ge=0, le=19, description="how far below the batcher and event loop the pipeline threads run (Linux)"
     )
     # One: the pipeline threads already run images in parallel, and OpenCV's own pool only added hand-offs:
-    # decode + detect + align of the public scenes cost 9.7-10.1 ms of CPU per image with OpenCV's default (two
-    # threads here) against 7.9-8.0 ms with one, at the same wall time even for a single request.
+    # `python bench/stages.py` measured 11.25 ms of CPU per image with OpenCV's default (two threads here)
+    # against 9.55 ms with one, at the same wall time even for a single request.
     opencv_threads: int = Field(1, ge=1, description="OpenCV's threads per call (process-wide); 1 = sequential")
 
     # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
