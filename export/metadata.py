@@ -26,6 +26,7 @@ def build_metadata(
     name: str,
     version: str,
     test_time_augmentation: bool,
+    smoothing_sigma: float,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """metadata_props values (all strings, JSON where structured), in ``MetadataKey`` names."""
@@ -40,6 +41,7 @@ def build_metadata(
         MetadataKey.CONFIG: json.dumps(config, sort_keys=True),
         MetadataKey.METRICS: json.dumps(metrics if metrics is not None else record.get("metrics", {}), sort_keys=True),
         MetadataKey.TTA: "horizontal_flip_mean" if test_time_augmentation else "none",
+        MetadataKey.SMOOTHING: f"gaussian_3x3_sigma_{smoothing_sigma:g}" if smoothing_sigma else "none",
     }
 
 

@@ -33,6 +33,7 @@ class MetadataKey:
     METRICS: Final[str] = "metrics"  # JSON object of test/validation metrics
     CONFIG: Final[str] = "training_config"  # JSON object of hyper-parameters
     TTA: Final[str] = "test_time_augmentation"
+    SMOOTHING: Final[str] = "test_time_smoothing"  # in-graph smoothing before the network, or "none"
 
 
 class ModelContractError(Exception):

@@ -129,12 +129,16 @@ def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) 
 def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
     import keras
 
-    from export.convert import float32_copy
+    from export.convert import SMOOTHING_SIGMA, float32_copy
 
-    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    faces = load_split(COMMITTED_FACES, "test").faces.astype(np.float32)
+    # The graph smooths each face as OpenCV would (reflected borders), then averages it with its mirror image.
+    column = cv2.getGaussianKernel(3, SMOOTHING_SIGMA, ktype=cv2.CV_32F)
+    smoothed = np.stack([cv2.filter2D(face, -1, column @ column.T) for face in faces])[..., np.newaxis]
     # Trained in mixed_bfloat16 like the shipped model; the ONNX graph is that network computed in float32.
     model = float32_copy(keras.models.load_model(trained / "best.keras"))
-    expected = (model(faces, training=False).numpy() + model(faces[:, :, ::-1], training=False).numpy()) / 2
+    expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
+    faces = faces[..., np.newaxis]
     session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: faces})[0]
     assert got.shape == (len(faces), len(LABELS))
@@ -152,6 +156,8 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
     metadata = session.get_modelmeta().custom_metadata_map
     assert json.loads(metadata[MetadataKey.LABELS]) == list(LABELS)
     assert metadata[MetadataKey.VERSION] == "smoke-test"
+    assert metadata[MetadataKey.TTA] == "horizontal_flip_mean"
+    assert metadata[MetadataKey.SMOOTHING] == "gaussian_3x3_sigma_0.6"
     assert metadata[MetadataKey.DATA_SHA256] == record["data"]["sha256"]
     assert metadata[MetadataKey.COMMAND] == record["command"]
     assert json.loads(metadata[MetadataKey.METRICS]) == record["metrics"]

@@ -1,0 +1,68 @@
+"""Validation accuracy by the strength of the test-time smoothing: the calibration behind
+``export.convert.SMOOTHING_SIGMA``.
+
+    python -m export --model runs/v3/best.keras --out /tmp/v3-raw.onnx --smoothing-sigma 0
+    python bench/smoothing_sweep.py --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
+
+The model must be exported without smoothing (its metadata says so); this script then smooths the validation
+faces (the training run's held-out part of ``train/``, rebuilt from ``TrainConfig``'s seed and fraction) with the
+same 3x3 Gaussian and reflected borders the exported graph uses, once per sigma. PublicTest is never read.
+Printed and saved as JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from local_service import REPO
+
+from service.classifier import EmotionClassifier
+from service.contract import MetadataKey
+from service.preprocess import to_batch
+from training.config import TrainConfig
+from training.data import load_split, stratified_split
+
+RESULTS = REPO / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="ONNX classifier exported with --smoothing-sigma 0")
+    parser.add_argument("--data", type=Path, required=True, help="FER2013 zip or folder (its train/ split)")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[0, 0.4, 0.5, 0.6, 0.7, 0.8])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    classifier = EmotionClassifier(args.model, intra_op_threads=0)
+    if (smoothing := classifier.info.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
+        raise SystemExit(f"{args.model} already smooths in its graph ({smoothing}); export with --smoothing-sigma 0")
+    config = TrainConfig()
+    train = load_split(args.data, "train")
+    _, held = stratified_split(train.labels, config.val_fraction, config.seed)
+    faces, labels = train.faces[held], train.labels[held]
+    rows = []
+    print(f"{args.model.name} on {len(held)} validation faces")
+    for sigma in args.sigmas:
+        column = cv2.getGaussianKernel(3, sigma, ktype=cv2.CV_32F)
+        smoothed = [cv2.filter2D(face, -1, column @ column.T) for face in faces] if sigma else list(faces)
+        predicted = np.concatenate(
+            [classifier.run(to_batch(smoothed[start : start + 512])) for start in range(0, len(smoothed), 512)]
+        ).argmax(axis=1)
+        rows.append({"sigma": sigma, "accuracy": float(np.mean(predicted == labels))})
+        print(f"sigma {sigma:<4g} accuracy {rows[-1]['accuracy']:.2%}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"smoothing_sweep-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps({"model": str(args.model), "faces": len(held), "rows": rows}, indent=2) + "\n")
+    print(f"saved {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
