@@ -9,10 +9,10 @@ detector finds (shipped settings) the script measures the FER side and centre in
 width, and prints their medians and spreads next to the shipped constants. It then classifies the matched faces
 (the served classifier) under five framings, from the ground-truth crop (the upper bound) to the raw detector box.
 
-Choices are made on ``--data``: each face of the training run's validation split (seed and fraction of
-``TrainConfig``) pasted, enlarged, into a 640x480 frame of smooth colour noise like the public scenes'. The public
-scenes hold PublicTest faces, which no choice may be tuned on; they are the check. Printed and saved as JSON under
-bench/results/.
+Choices are made on ``--data``: each face of the served classifier's validation split (the part of ``train/``
+its training held out, rebuilt from its metadata) pasted, enlarged, into a 640x480 frame of smooth colour noise
+like the public scenes'. The public scenes hold PublicTest faces, which no choice may be tuned on; they are the
+check. Printed and saved as JSON under bench/results/.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from service.preprocess import (
     to_grey,
 )
 from service.settings import Settings
-from training.config import TrainConfig
-from training.data import load_split, stratified_split
+from training.data import FaceSet, sha256_of, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 Image = NDArray[np.uint8]
@@ -55,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenes", type=Path, default=DEFAULT_SCENES, help="folder with scenes.json")
     parser.add_argument("--data", type=Path, help="FER2013 zip or folder: measure on its validation split instead")
     parser.add_argument("--seed", type=int, default=0, help="placement and background of the validation scenes")
+    parser.add_argument("--max-faces", type=int, default=None, help="with --data: a random sample of this many faces")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default: bench/results/framing_fit-TIME.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -89,20 +92,20 @@ def public_scenes(folder: Path) -> Iterator[Scene]:
         yield image, [face["box"] for face in scene["faces"]], [LABELS.index(face["label"]) for face in scene["faces"]]
 
 
-def validation_scenes(data: Path, seed: int) -> Iterator[Scene]:
+def validation_scenes(held: FaceSet, seed: int, max_faces: int | None) -> Iterator[Scene]:
     """One validation face per frame, 64-200 px (bicubic), anywhere on smooth colour noise."""
-    config = TrainConfig()
-    train = load_split(data, "train")
-    _, held = stratified_split(train.labels, config.val_fraction, config.seed)
     rng = np.random.default_rng(seed)
-    for index in held:
+    chosen = np.arange(len(held))
+    if max_faces is not None and max_faces < len(held):
+        chosen = np.sort(rng.choice(chosen, max_faces, replace=False))
+    for index in chosen:
         noise = rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)
         frame = cv2.GaussianBlur(cv2.resize(noise, (640, 480), interpolation=cv2.INTER_CUBIC), (0, 0), 8)
         side = int(rng.integers(64, 201))
         x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
-        face = cv2.resize(train.faces[index], (side, side), interpolation=cv2.INTER_CUBIC)
+        face = cv2.resize(held.faces[index], (side, side), interpolation=cv2.INTER_CUBIC)
         frame[y : y + side, x : x + side] = face[..., np.newaxis]
-        yield frame, [[x, y, side, side]], [int(train.labels[index])]
+        yield frame, [[x, y, side, side]], [int(held.labels[index])]
 
 
 def spread(values: NDArray[np.float64]) -> float:
@@ -115,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings()
     detector, classifier = load_models(settings)
-    scenes = validation_scenes(args.data, args.seed) if args.data else public_scenes(args.scenes)
+    if args.data:
+        metadata = classifier.info.metadata
+        held, _ = validation_faces(settings.classifier_path, args.data, metadata, sha256_of(args.data))
+        scenes = validation_scenes(held, args.seed, args.max_faces)
+    else:
+        scenes = public_scenes(args.scenes)
     side_ratio, dx, dy, labels = [], [], [], []
     crops: dict[str, list[Image]] = {}
     total = 0
@@ -160,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, value in accuracy.items():
         print(f"{name:>22} {value:.1%}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"framing_fit-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out = args.out or RESULTS / f"framing_fit-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     record = {"source": source, "classifier": settings.classifier_path.name, **fit, "accuracy": accuracy}
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    print(f"saved {out}")
     return 0
 
 

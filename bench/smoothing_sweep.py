@@ -5,8 +5,9 @@
     python bench/smoothing_sweep.py --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
 
 The model must be exported without smoothing (its metadata says so); this script then smooths the validation
-faces (the training run's held-out part of ``train/``, rebuilt from ``TrainConfig``'s seed and fraction) with the
-same 3x3 Gaussian and reflected borders the exported graph uses, once per sigma. PublicTest is never read.
+faces (the part of ``train/`` its training held out, rebuilt from the model's metadata as ``training.evaluate
+--split validation`` does) with the same 3x3 Gaussian and reflected borders the exported graph uses, once per
+sigma. PublicTest is never read.
 Printed and saved as JSON under bench/results/.
 """
 
@@ -24,8 +25,7 @@ from local_service import REPO
 from service.classifier import EmotionClassifier
 from service.contract import MetadataKey
 from service.preprocess import to_batch
-from training.config import TrainConfig
-from training.data import load_split, stratified_split
+from training.data import sha256_of, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 
@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, required=True, help="ONNX classifier exported with --smoothing-sigma 0")
     parser.add_argument("--data", type=Path, required=True, help="FER2013 zip or folder (its train/ split)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0, 0.4, 0.5, 0.6, 0.7, 0.8])
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default: bench/results/smoothing_sweep-TIME.json)"
+    )
     return parser.parse_args(argv)
 
 
@@ -43,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     classifier = EmotionClassifier(args.model, intra_op_threads=0)
     if (smoothing := classifier.info.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
         raise SystemExit(f"{args.model} already smooths in its graph ({smoothing}); export with --smoothing-sigma 0")
-    config = TrainConfig()
-    train = load_split(args.data, "train")
-    _, held = stratified_split(train.labels, config.val_fraction, config.seed)
-    faces, labels = train.faces[held], train.labels[held]
+    held, _ = validation_faces(args.model, args.data, classifier.info.metadata, sha256_of(args.data))
+    faces, labels = held.faces, held.labels
     rows = []
     print(f"{args.model.name} on {len(held)} validation faces")
     for sigma in args.sigmas:
@@ -57,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         ).argmax(axis=1)
         rows.append({"sigma": sigma, "accuracy": float(np.mean(predicted == labels))})
         print(f"sigma {sigma:<4g} accuracy {rows[-1]['accuracy']:.2%}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"smoothing_sweep-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out = args.out or RESULTS / f"smoothing_sweep-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": str(args.model), "faces": len(held), "rows": rows}, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    print(f"saved {out}")
     return 0
 
 

@@ -230,6 +230,40 @@ def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
     np.testing.assert_array_equal(np.asarray(report["confusion_matrix"]), expected)
 
 
+def test_smoothing_sweep_matches_the_in_graph_smoothing(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    """The sweep smooths with OpenCV outside a graph exported without smoothing; at the shipped sigma it must
+    score the validation faces as the shipped graph itself does, and it must refuse an already smoothed graph."""
+    from export.convert import SMOOTHING_SIGMA
+
+    raw = tmp_path / "raw.onnx"
+    run_module("export", "--model", trained / "best.keras", "--out", raw, "--smoothing-sigma", "0")
+    assert ort.InferenceSession(raw).get_modelmeta().custom_metadata_map[MetadataKey.SMOOTHING] == "none"
+    sweep = tmp_path / "sweep.json"
+    command = [sys.executable, "bench/smoothing_sweep.py", "--model", raw, "--data", dataset, "--out", sweep]
+    run = subprocess.run([*map(str, command), "--sigmas", "0", str(SMOOTHING_SIGMA)], cwd=REPO, check=False)
+    assert run.returncode == 0
+    rows = json.loads(sweep.read_text())["rows"]
+    assert [row["sigma"] for row in rows] == [0, SMOOTHING_SIGMA]
+
+    evaluated = tmp_path / "validation"
+    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", evaluated, "--split", "validation")
+    report = json.loads((evaluated / "metrics.json").read_text())
+    # Same faces, same smoothing, same network: at most a borderline face may tip on float rounding.
+    assert abs(rows[1]["accuracy"] - report["accuracy"]) <= 1 / report["count"]
+
+    refused = subprocess.run(
+        [sys.executable, "bench/smoothing_sweep.py", "--model", str(exported), "--data", str(dataset)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "--smoothing-sigma 0" in refused.stderr
+
+
 def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
     import keras
 

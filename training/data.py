@@ -7,6 +7,7 @@ requests, so the model never sees a face prepared differently from the ones it i
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import LABELS
+from service.contract import LABELS, MetadataKey
 from service.preprocess import face_from_crop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -97,6 +98,29 @@ def stratified_split(labels: NDArray[np.int64], fraction: float, seed: int) -> t
         held.append(index[:n_held])
         keep.append(index[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def validation_faces(
+    model: Path, data: Path, metadata: dict[str, str], data_sha256: str
+) -> tuple[FaceSet, dict[str, object]]:
+    """The part of ``train/`` that the model's training held out, and the parameters that chose it.
+
+    Rebuilt from the model's own record, never from flags: a different seed, fraction or per-class limit than
+    training used would quietly mix training faces into it and inflate the score.
+    """
+    config = json.loads(metadata.get(MetadataKey.CONFIG, "{}"))
+    if not {"seed", "val_fraction"} <= config.keys():
+        raise SystemExit(f"{model} has no training_config in its metadata: its validation split is unknown")
+    if metadata.get(MetadataKey.DATA_SHA256) != data_sha256:
+        raise SystemExit(
+            f"{data} is not the data {model} was trained on (SHA-256 {data_sha256[:12]}… vs "
+            f"{metadata.get(MetadataKey.DATA_SHA256, 'unrecorded')[:12]}…): no validation split to rebuild"
+        )
+    training_limit = config.get("limit_per_class")
+    full = load_split(data, "train", training_limit)
+    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
+    chosen_by = {"seed": config["seed"], "val_fraction": config["val_fraction"], "training_limit": training_limit}
+    return full.subset(held), chosen_by
 
 
 def sha256_of(source: Path) -> str:

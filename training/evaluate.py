@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import MetadataKey
 from service.preprocess import to_batch
-from training.data import FaceSet, load_split, sha256_of, stratified_split
+from training.data import FaceSet, load_split, sha256_of, validation_faces
 from training.report import per_class_table, write_report
 
 
@@ -72,28 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 def load_faces(
     args: argparse.Namespace, metadata: dict[str, str], data_sha256: str
 ) -> tuple[FaceSet, dict[str, object]]:
-    """The faces to score, and for ``validation`` the parameters that chose them (they go into the report).
-
-    ``validation`` is rebuilt from the model's own record, never from flags: a different seed, fraction or
-    per-class limit than training used would quietly mix training faces into it and inflate the score.
-    """
+    """The faces to score, and for ``validation`` the parameters that chose them (they go into the report)."""
     if args.split != "validation":
         return load_split(args.data, args.split, args.limit_per_class), {}
-    config = json.loads(metadata.get(MetadataKey.CONFIG, "{}"))
-    if not {"seed", "val_fraction"} <= config.keys():
-        raise SystemExit(f"{args.model} has no training_config in its metadata: its validation split is unknown")
-    if metadata.get(MetadataKey.DATA_SHA256) != data_sha256:
-        raise SystemExit(
-            f"{args.data} is not the data {args.model} was trained on (SHA-256 {data_sha256[:12]}… vs "
-            f"{metadata.get(MetadataKey.DATA_SHA256, 'unrecorded')[:12]}…): no validation split to rebuild"
-        )
-    training_limit = config.get("limit_per_class")
-    full = load_split(args.data, "train", training_limit)
-    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
-    faces = full.subset(held)
+    faces, chosen_by = validation_faces(args.model, args.data, metadata, data_sha256)
     if args.limit_per_class is not None:
         faces = faces.subset(first_per_class(faces.labels, args.limit_per_class))
-    return faces, {"seed": config["seed"], "val_fraction": config["val_fraction"], "training_limit": training_limit}
+    return faces, chosen_by
 
 
 def first_per_class(labels: NDArray[np.int64], limit: int) -> NDArray[np.int64]:
