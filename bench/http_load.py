@@ -24,9 +24,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-import numpy as np
 from local_service import REPO, effective_settings, start_service
 from scenes import DEFAULT_SCENES
+from traffic import Traffic
 
 RESULTS = REPO / "bench" / "results"
 LOOPBACK = {"127.0.0.1", "localhost"}
@@ -50,18 +50,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 @dataclass(frozen=True)
-class LevelResult:
-    clients: int
-    requests: int
-    errors: int
-    status_counts: dict[str, int]
-    seconds: float
-    images_per_s: float
+class LevelResult(Traffic):
     faces_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
     server_cpu_ms_per_image: float | None
 
 
@@ -122,20 +112,10 @@ async def run_level(
         await warmup
         cpu_used = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
         elapsed = min(time.monotonic(), stop_at) - measure_from
-    milliseconds = np.array(latencies) * 1000
     ok = statuses.get("200", 0)
     return LevelResult(
-        clients=clients,
-        requests=len(latencies),
-        errors=len(latencies) - ok,
-        status_counts=statuses,
-        seconds=round(elapsed, 2),
-        images_per_s=round(ok / elapsed, 1),
+        **Traffic.figures(clients, latencies, statuses, elapsed),
         faces_per_s=round(faces / elapsed, 1),
-        p50_ms=round(float(np.percentile(milliseconds, 50)), 1),
-        p95_ms=round(float(np.percentile(milliseconds, 95)), 1),
-        p99_ms=round(float(np.percentile(milliseconds, 99)), 1),
-        max_ms=round(float(milliseconds.max()), 1),
         server_cpu_ms_per_image=round(cpu_used * 1000 / ok, 2) if server_pid and ok else None,
     )
 

@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 from local_service import REPO, effective_settings, start_service
 from scenes import SHARED_DIR
+from traffic import Traffic
 
 RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024
@@ -130,17 +131,7 @@ async def measured(url: str, images: list[bytes], pid: int, args: argparse.Names
 
 
 @dataclass(frozen=True)
-class Summary:
-    clients: int
-    requests: int
-    errors: int
-    status_counts: dict[str, int]
-    seconds: float
-    images_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
+class Summary(Traffic):
     rss_ready_mb: float
     rss_baseline_mb: float
     rss_end_mb: float
@@ -150,23 +141,12 @@ class Summary:
 
 
 def summarise(run: Run, elapsed: float, clients: int, rss_ready: float, rss_baseline: float) -> Summary:
-    milliseconds = np.array(run.latencies_s) * 1000
-    ok = run.statuses.get("200", 0)
     answers = np.array([answered for _, answered, _ in run.rss_samples], dtype=np.float64)
     memory = np.array([mb for _, _, mb in run.rss_samples])
     # Least-squares MB per answer: the trend, where one end point alone also carries the allocator's noise.
     slope = float(np.polyfit(answers, memory, 1)[0]) * 1000 if np.ptp(answers) > 0 else 0.0
     return Summary(
-        clients=clients,
-        requests=len(run.latencies_s),
-        errors=len(run.latencies_s) - ok,
-        status_counts=run.statuses,
-        seconds=round(elapsed, 2),
-        images_per_s=round(ok / elapsed, 1),
-        p50_ms=round(float(np.percentile(milliseconds, 50)), 1),
-        p95_ms=round(float(np.percentile(milliseconds, 95)), 1),
-        p99_ms=round(float(np.percentile(milliseconds, 99)), 1),
-        max_ms=round(float(milliseconds.max()), 1),
+        **Traffic.figures(clients, run.latencies_s, run.statuses, elapsed),
         rss_ready_mb=round(rss_ready, 1),
         rss_baseline_mb=round(rss_baseline, 1),
         rss_end_mb=float(memory[-1]),
