@@ -37,7 +37,7 @@ SMOOTHING_SIGMA = 0.6
 
 
 def smoothing_kernel(sigma: float) -> np.ndarray:
-    """3x3 Gaussian, normalised, as OpenCV defines it (sigma 0.6 leaves 1.6% of the weight beyond 3x3)."""
+    """3x3 Gaussian, normalised, as OpenCV defines it (at sigma 0.6 a wider kernel would add 1% more weight)."""
     column = cv2.getGaussianKernel(3, sigma, ktype=cv2.CV_32F)
     return column @ column.T
 
