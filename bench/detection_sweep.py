@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 from local_service import REPO
-from scenes import DEFAULT_SCENES, load_scenes, match
+from scenes import DEFAULT_SCENES, match, read_scenes
 
 from service.detect import FaceDetector
 from service.settings import Settings
@@ -42,12 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.scenes / "scenes.json").is_file():
-        raise SystemExit(f"no scenes.json in {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
-    scenes = load_scenes(args.scenes)
-    images = [cv2.imread(str(args.scenes / scene["image"])) for scene in scenes]
-    if missing := [scene["image"] for scene, image in zip(scenes, images, strict=True) if image is None]:
-        raise SystemExit(f"unreadable scenes in {args.scenes}: {missing[:5]}")
+    scenes, images = read_scenes(args.scenes)
     if args.enlarge != 1.0:
         images = [
             cv2.resize(image, None, fx=args.enlarge, fy=args.enlarge, interpolation=cv2.INTER_CUBIC) for image in images

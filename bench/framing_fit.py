@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from local_service import REPO
 from numpy.typing import NDArray
-from scenes import DEFAULT_SCENES, load_scenes, match
+from scenes import DEFAULT_SCENES, match, read_scenes
 
 from service.contract import LABELS
 from service.detect import Detection
@@ -83,12 +83,8 @@ def framings(image: Image, truth: list[float], found: Detection) -> dict[str, Im
 
 
 def public_scenes(folder: Path) -> Iterator[Scene]:
-    if not (folder / "scenes.json").is_file():
-        raise SystemExit(f"no scenes.json in {folder} (set DEEPFER_SHARED_DIR or --scenes)")
-    for scene in load_scenes(folder):
-        image = cv2.imread(str(folder / scene["image"]))
-        if image is None:
-            raise SystemExit(f"unreadable scene {folder / scene['image']}")
+    scenes, images = read_scenes(folder)
+    for scene, image in zip(scenes, images, strict=True):
         yield image, [face["box"] for face in scene["faces"]], [LABELS.index(face["label"]) for face in scene["faces"]]
 
 
@@ -153,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     expected = np.array(labels)
     accuracy = {
-        name: float(np.mean(classifier.run(to_batch(faces)).argmax(axis=1) == expected))
+        name: float(np.mean(classifier.run_in_batches(to_batch(faces)).argmax(axis=1) == expected))
         for name, faces in crops.items()
     }
     source = f"validation split of {args.data} (seed {args.seed})" if args.data else str(args.scenes)

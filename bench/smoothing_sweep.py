@@ -1,13 +1,13 @@
 """Validation accuracy by the strength of the test-time smoothing: the calibration behind
-``export.convert.SMOOTHING_SIGMA``.
+``export.smoothing.SMOOTHING_SIGMA``.
 
     python -m export --model runs/v3/best.keras --out /tmp/v3-raw.onnx --smoothing-sigma 0
     python bench/smoothing_sweep.py --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
 
 The model must be exported without smoothing (its metadata says so); this script then smooths the validation
 faces (the part of ``train/`` its training held out, rebuilt from the model's metadata as ``training.evaluate
---split validation`` does) with the same 3x3 Gaussian and reflected borders the exported graph uses, once per
-sigma. PublicTest is never read.
+--split validation`` does) with ``export.smoothing.smooth``, the OpenCV twin of the exported graph's smoothing,
+once per sigma. PublicTest is never read.
 Printed and saved as JSON under bench/results/.
 """
 
@@ -18,10 +18,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cv2
 import numpy as np
 from local_service import REPO
 
+from export.smoothing import smooth
 from service.classifier import EmotionClassifier
 from service.contract import MetadataKey
 from service.preprocess import to_batch
@@ -47,16 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if (smoothing := classifier.info.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
         raise SystemExit(f"{args.model} already smooths in its graph ({smoothing}); export with --smoothing-sigma 0")
     held, _ = validation_faces(args.model, args.data, classifier.info.metadata, sha256_of(args.data))
-    faces, labels = held.faces, held.labels
+    faces = to_batch(held.faces)
     rows = []
     print(f"{args.model.name} on {len(held)} validation faces")
     for sigma in args.sigmas:
-        column = cv2.getGaussianKernel(3, sigma, ktype=cv2.CV_32F)
-        smoothed = [cv2.filter2D(face, -1, column @ column.T) for face in faces] if sigma else list(faces)
-        predicted = np.concatenate(
-            [classifier.run(to_batch(smoothed[start : start + 512])) for start in range(0, len(smoothed), 512)]
-        ).argmax(axis=1)
-        rows.append({"sigma": sigma, "accuracy": float(np.mean(predicted == labels))})
+        predicted = classifier.run_in_batches(smooth(faces, sigma)).argmax(axis=1)
+        rows.append({"sigma": sigma, "accuracy": float(np.mean(predicted == held.labels))})
         print(f"sigma {sigma:<4g} accuracy {rows[-1]['accuracy']:.2%}")
     out = args.out or RESULTS / f"smoothing_sweep-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smoothing-sigma",
         type=float,
         default=None,
-        help="Gaussian smoothing of the face in the graph (default export.convert.SMOOTHING_SIGMA; 0 = none)",
+        help="Gaussian smoothing of the face in the graph (default export.smoothing.SMOOTHING_SIGMA; 0 = none)",
     )
     parser.add_argument(
         "--int8",
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import keras
 
-    from export.convert import SMOOTHING_SIGMA, float32_copy, served_function, to_onnx
+    from export.convert import float32_copy, served_function, to_onnx
+    from export.smoothing import SMOOTHING_SIGMA
 
     # Parity is checked against this float32 copy: a mixed_bfloat16 checkpoint's own outputs differ from any
     # float32 graph by bf16 rounding (~1e-2), which would hide a real conversion error below it.

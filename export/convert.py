@@ -6,7 +6,7 @@ rebuilt in float32 first: ONNX Runtime's CPU kernels for bfloat16 convolutions a
 contract promises float32 in and out.
 
 The graph also holds what the network needs around it at inference, so every consumer of the file gets it:
-a light Gaussian smoothing of the face, then the average of the face and its mirror image.
+a light Gaussian smoothing of the face (``export.smoothing``), then the average of the face and its mirror image.
 """
 
 from __future__ import annotations
@@ -16,30 +16,18 @@ from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import cv2
 import keras
 import numpy as np
 import onnx
 import tensorflow as tf
 import tf2onnx
 
+from export.smoothing import smoothing_kernel
 from service.contract import FACE_SIZE, LABELS
 
 INPUT_NAME = "face"
 OUTPUT_NAME = "probabilities"
 OPSET = 17
-
-# Training's rotation, zoom and shift augmentation resamples every training face bilinearly at sub-pixel offsets,
-# a low-pass that the raw 48x48 faces seen at inference never get. Smoothing them as much closes that gap: on the
-# validation split (bench/smoothing_sweep.py) sigma 0.6 is best for v3 and for the wider w3 network alike,
-# +1.7 and +2.2 points over no smoothing; 0.4 and 0.8 gain about half as much.
-SMOOTHING_SIGMA = 0.6
-
-
-def smoothing_kernel(sigma: float) -> np.ndarray:
-    """3x3 Gaussian, normalised, as OpenCV defines it (at sigma 0.6 a wider kernel would add 1% more weight)."""
-    column = cv2.getGaussianKernel(3, sigma, ktype=cv2.CV_32F)
-    return column @ column.T
 
 
 def float32_copy(model: keras.Model) -> keras.Model:

@@ -129,16 +129,15 @@ def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) 
 def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
     import keras
 
-    from export.convert import SMOOTHING_SIGMA, float32_copy
+    from export.convert import float32_copy
+    from export.smoothing import SMOOTHING_SIGMA, smooth
 
-    faces = load_split(COMMITTED_FACES, "test").faces.astype(np.float32)
-    # The graph smooths each face as OpenCV would (reflected borders), then averages it with its mirror image.
-    column = cv2.getGaussianKernel(3, SMOOTHING_SIGMA, ktype=cv2.CV_32F)
-    smoothed = np.stack([cv2.filter2D(face, -1, column @ column.T) for face in faces])[..., np.newaxis]
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    # The graph smooths each face as OpenCV does (reflected borders), then averages it with its mirror image.
+    smoothed = smooth(faces, SMOOTHING_SIGMA)
     # Trained in mixed_bfloat16 like the shipped model; the ONNX graph is that network computed in float32.
     model = float32_copy(keras.models.load_model(trained / "best.keras"))
     expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
-    faces = faces[..., np.newaxis]
     session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: faces})[0]
     assert got.shape == (len(faces), len(LABELS))
@@ -235,7 +234,7 @@ def test_smoothing_sweep_matches_the_in_graph_smoothing(
 ) -> None:
     """The sweep smooths with OpenCV outside a graph exported without smoothing; at the shipped sigma it must
     score the validation faces as the shipped graph itself does, and it must refuse an already smoothed graph."""
-    from export.convert import SMOOTHING_SIGMA
+    from export.smoothing import SMOOTHING_SIGMA
 
     raw = tmp_path / "raw.onnx"
     run_module("export", "--model", trained / "best.keras", "--out", raw, "--smoothing-sigma", "0")

@@ -46,12 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     data_sha256 = sha256_of(args.data)
     faces, chosen_by = load_faces(args, classifier.info.metadata, data_sha256)
     started = time.perf_counter()
-    batches = [
-        classifier.run(to_batch(faces.faces[start : start + args.batch_size]))
-        for start in range(0, len(faces), args.batch_size)
-    ]
+    probabilities = classifier.run_in_batches(to_batch(faces.faces), args.batch_size)
     seconds = time.perf_counter() - started
-    probabilities = np.concatenate(batches)
     extra = {
         "model": {"path": str(args.model), "version": classifier.info.version, "sha256": classifier.info.sha256},
         "data": {
