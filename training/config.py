@@ -26,6 +26,10 @@ class TrainConfig:
     # Widths of the four VGG-style stages (two 3x3 convolutions each, then 2x2 max-pooling).
     widths: tuple[int, ...] = (32, 64, 128, 256)
     dense_units: int = 256
+    # Side of the random training crops and of the centre crop the network sees at inference (48 = no crop).
+    crop: int = 40
+    # Share of training faces re-compressed as JPEG at quality 15-60 (webcams, call recordings).
+    jpeg_p: float = 0.25
     val_fraction: float = 0.1
     class_weighting: ClassWeighting = "sqrt"
     mixed_precision: bool = False
@@ -34,6 +38,10 @@ class TrainConfig:
     # Fine-tuning: start from this .keras model and freeze its first ``freeze_blocks`` stages.
     init: str | None = None
     freeze_blocks: int = 0
+    # A new network whose matching layers are copied from this .keras model (training.model.warm_start).
+    warm_start: str | None = None
+    # Keep every epoch's weights in the run folder, for weight averaging over the last epochs (bench/swa.py).
+    keep_epochs: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:

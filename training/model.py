@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 
 from service.contract import INPUT_SHAPE, LABELS
+from training.augment import FaceAugment
 from training.config import TrainConfig
 
 
@@ -27,12 +28,14 @@ def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, weight_decay: f
 
 
 def build_model(config: TrainConfig) -> keras.Model:
-    """48x48x1 -> four stages of two 3x3 convolutions -> 3x3 map -> dense head -> 7 softmax probabilities.
+    """48x48x1 -> crop -> four stages of two 3x3 convolutions -> 2x2 map (40 px crop) -> dense head -> 7 softmax.
 
-    Stage names are ``block1``..``block4`` so fine-tuning can freeze the early ones by name.
+    Stage names are ``block1``..``block4`` so fine-tuning can freeze the early ones by name. The input stays the
+    48 px contract face: the crop layer takes random crops in training and the centre crop at inference.
     """
     inputs = keras.Input(shape=INPUT_SHAPE, name="face")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+    x = FaceAugment(config.crop, seed=config.seed, name="augment")(inputs)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(x)
     for block, filters in enumerate(config.widths, start=1):
         x = _conv_bn_relu(x, filters, f"block{block}_a", config.weight_decay)
         x = _conv_bn_relu(x, filters, f"block{block}_b", config.weight_decay)
@@ -61,3 +64,23 @@ def freeze_early_blocks(model: keras.Model, blocks: int) -> None:
     for layer in model.layers:
         if layer.name.startswith(prefixes):
             layer.trainable = False
+
+
+def warm_start(model: keras.Model, source: str) -> list[str]:
+    """Copy every layer of ``source`` whose name and weight shapes match into ``model``; return their names.
+
+    Why: the run state under ~/.cache does not survive a new machine, so a long schedule continues from the
+    last committed weights instead of from zero, and an architecture change (a new crop size changes only the
+    head's input) keeps every convolution it can.
+    """
+    donor = {layer.name: layer for layer in keras.models.load_model(source).layers}
+    copied = []
+    for layer in model.layers:
+        match = donor.get(layer.name)
+        if match is None or not layer.weights:
+            continue
+        weights = match.get_weights()
+        if [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+    return copied

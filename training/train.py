@@ -12,56 +12,61 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from service.contract import LABELS
-from training.config import TrainConfig
+from training.config import ClassWeighting, TrainConfig
 from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
+
+HELP = {
+    "learning_rate": "peak learning rate (default 0.03; 0.003 with --init)",
+    "mixed_precision": "train in mixed_bfloat16",
+    "limit_per_class": "use at most N faces per class (smoke runs)",
+    "init": "fine-tune this .keras model as it is",
+    "freeze_blocks": "with --init: freeze the first N stages",
+    "warm_start": "a new network (this config) with every matching layer copied from this .keras model",
+    "crop": "training crop side; inference uses the centre crop (48 = none)",
+    "jpeg_p": "share of training faces re-compressed as JPEG",
+    "keep_epochs": "keep each epoch's weights in the run folder (weight averaging)",
+}
+FLAG_NAMES = {"learning_rate": "--lr"}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
+    """One flag per ``TrainConfig`` field, derived from the dataclass so an option is declared once."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="Kaggle-layout FER2013 folder or zip")
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumed if it has a backup)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.03; 0.003 with --init)")
-    parser.add_argument("--widths", type=int, nargs=4, default=list(defaults.widths))
-    parser.add_argument("--dropout", type=float, default=defaults.dropout)
-    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    parser.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], default=defaults.class_weighting)
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--mixed-precision", action="store_true", help="train in mixed_bfloat16 (AMX/GPU)")
-    parser.add_argument("--limit-per-class", type=int, default=None, help="use at most N faces per class (smoke runs)")
-    parser.add_argument("--init", type=str, default=None, help="fine-tune from this .keras model")
-    parser.add_argument("--freeze-blocks", type=int, default=0, help="with --init: freeze the first N stages")
+    for item in fields(TrainConfig):
+        if item.name == "extra":
+            continue
+        default = getattr(defaults, item.name)
+        flag = FLAG_NAMES.get(item.name, "--" + item.name.replace("_", "-"))
+        help_text = HELP.get(item.name, f"default {default}")
+        options: dict[str, Any] = {"dest": item.name, "default": None, "help": help_text}
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            options.update(type=type(default[0]), nargs=len(default))
+        elif item.name == "class_weighting":
+            options["choices"] = list(get_args(ClassWeighting))
+        else:
+            options["type"] = {int: int, float: float}.get(type(default), str)
+            if item.name == "limit_per_class":
+                options["type"] = int
+        parser.add_argument(flag, **options)
     args = parser.parse_args(argv)
-    lr = args.lr if args.lr is not None else (defaults.learning_rate / 10 if args.init else defaults.learning_rate)
-    config = replace(
-        defaults,
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=lr,
-        widths=tuple(args.widths),
-        dropout=args.dropout,
-        label_smoothing=args.label_smoothing,
-        class_weighting=args.class_weighting,
-        val_fraction=args.val_fraction,
-        patience=args.patience,
-        mixed_precision=args.mixed_precision,
-        limit_per_class=args.limit_per_class,
-        init=args.init,
-        freeze_blocks=args.freeze_blocks,
-    )
-    return args, config
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    if "widths" in given:
+        given["widths"] = tuple(given["widths"])
+    if args.init and "learning_rate" not in given:
+        given["learning_rate"] = defaults.learning_rate / 10
+    return args, replace(defaults, **given)
 
 
 def class_weights(train: FaceSet, mode: str) -> dict[int, float] | None:
@@ -96,33 +101,52 @@ def load_data(source: Path, config: TrainConfig) -> Splits:
     return Splits(full.subset(keep), full.subset(held), test, sha256_of(source))
 
 
-def make_dataset(faces: FaceSet, config: TrainConfig, augmenter: Any = None) -> Any:
-    """FaceSet -> batched tf.data pipeline of (float32 N x 48 x 48 x 1 in 0..255, one-hot labels)."""
+def make_dataset(faces: FaceSet, config: TrainConfig, training: bool = False) -> Any:
+    """FaceSet -> batched tf.data pipeline of (float32 N x 48 x 48 x 1 in 0..255, one-hot labels).
+
+    Only JPEG re-compression happens here (it has no ``keras.ops`` form); every other augmentation is the
+    network's own first layer (training.augment).
+    """
     import keras
     import tensorflow as tf
 
-    x = faces.faces[..., np.newaxis].astype(np.float32)
+    x = faces.faces[..., np.newaxis]
     y = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if augmenter is not None:
+    if training:
         ds = ds.shuffle(len(faces), seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size)
-    if augmenter is not None:
-        ds = ds.map(lambda a, b: (augmenter(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        if config.jpeg_p > 0:
+            ds = ds.map(lambda a, b: (recompress(a, config.jpeg_p), b), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def recompress(face: Any, p: float) -> Any:
+    """With probability ``p``, the 48x48x1 uint8 face encoded and decoded as JPEG at quality 15-60."""
+    import tensorflow as tf
+
+    quality = tf.random.uniform((), 15, 61, dtype=tf.int32)
+    return tf.cond(
+        tf.random.uniform(()) < p,
+        lambda: tf.reshape(tf.image.adjust_jpeg_quality(face, quality), tf.shape(face)),
+        lambda: face,
+    )
 
 
 def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
-    """A new network, or the ``--init`` one with its early stages frozen, compiled with the schedule."""
+    """A new network (optionally warm-started), or the ``--init`` one with early stages frozen, compiled."""
     import keras
 
-    from training.model import build_model, freeze_early_blocks
+    from training.model import build_model, freeze_early_blocks, warm_start
 
     if config.init:
         model = keras.models.load_model(config.init)
         freeze_early_blocks(model, config.freeze_blocks)
     else:
         model = build_model(config)
+        if config.warm_start:
+            copied = warm_start(model, config.warm_start)
+            print(f"warm start from {config.warm_start}: {len(copied)} layers copied ({', '.join(copied)})")
     warmup_steps = min(config.warmup_epochs, max(config.epochs - 1, 0)) * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10 if warmup_steps else config.learning_rate,
@@ -143,8 +167,6 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
     """Train with best-on-validation checkpointing, early stopping, a resumable backup and a CSV history."""
     import keras
 
-    from training.augment import build_augmenter
-
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
         keras.callbacks.ModelCheckpoint(
@@ -153,8 +175,13 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
+    if config.keep_epochs:
+        (out / "epochs").mkdir(exist_ok=True)
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(str(out / "epochs" / "{epoch:03d}.weights.h5"), save_weights_only=True)
+        )
     model.fit(
-        make_dataset(splits.train, config, build_augmenter(config.seed)),
+        make_dataset(splits.train, config, training=True),
         validation_data=make_dataset(splits.val, config),
         epochs=config.epochs,
         callbacks=callbacks,
