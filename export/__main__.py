@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also write an int8-quantised copy here (static QDQ, calibrated on training faces)",
     )
     parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="temperature.json from python -m training.calibrate: its temperature goes into the graph",
+    )
+    parser.add_argument(
         "--metrics",
         type=Path,
         default=None,
@@ -122,25 +128,31 @@ def parity(answers: np.ndarray, classify: Any, faces: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import keras
-
     from export.convert import float32_copy, served_function, to_onnx
     from export.smoothing import SMOOTHING_SIGMA
+    from training.model import load_network
 
     # Parity is checked against this float32 copy: a mixed_bfloat16 checkpoint's own outputs differ from any
     # float32 graph by bf16 rounding (~1e-2), which would hide a real conversion error below it.
     # Uncompiled: clone_model recompiles a compiled model, and its optimizer's slots would then be saved into
     # the Keras copy, doubling the file for nothing (fine-tuning builds its own optimizer).
-    model = float32_copy(keras.models.load_model(args.model, compile=False))
+    model = float32_copy(load_network(args.model, compile=False))
     tta = not args.no_tta
     sigma = SMOOTHING_SIGMA if args.smoothing_sigma is None else args.smoothing_sigma
-    classify = served_function(model, smoothing_sigma=sigma, test_time_augmentation=tta)
+    temperature = json.loads(args.calibration.read_text())["temperature"] if args.calibration else 1.0
+    classify = served_function(model, smoothing_sigma=sigma, test_time_augmentation=tta, temperature=temperature)
     proto = to_onnx(classify)
     record = run_record(args.model)
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     version = args.version or args.model.resolve().parent.name
     metadata = build_metadata(
-        record, name=args.name, version=version, test_time_augmentation=tta, smoothing_sigma=sigma, metrics=metrics
+        record,
+        name=args.name,
+        version=version,
+        test_time_augmentation=tta,
+        smoothing_sigma=sigma,
+        temperature=temperature,
+        metrics=metrics,
     )
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -6,7 +6,8 @@ rebuilt in float32 first: ONNX Runtime's CPU kernels for bfloat16 convolutions a
 contract promises float32 in and out.
 
 The graph also holds what the network needs around it at inference, so every consumer of the file gets it:
-a light Gaussian smoothing of the face (``export.smoothing``), then the average of the face and its mirror image.
+a light Gaussian smoothing of the face (``export.smoothing``), the average of the face and its mirror image,
+and the calibration temperature. The centre crop is the network's own first layer (``training.augment``).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
 
 def served_function(
-    model: keras.Model, *, smoothing_sigma: float, test_time_augmentation: bool
+    model: keras.Model, *, smoothing_sigma: float, test_time_augmentation: bool, temperature: float = 1.0
 ) -> Callable[[tf.Tensor], tf.Tensor]:
     """faces [N,48,48,1] raw 0..255 -> probabilities [N,7]: the computation the ONNX file holds.
 
     ``smoothing_sigma`` 0 skips the smoothing; the borders are reflected (OpenCV's default, ``BORDER_REFLECT_101``)
     so the edge pixels are not darkened. ``test_time_augmentation`` averages the face and its mirror image.
+    ``temperature`` is ``training.calibration``'s: softmax(log p / T) on the averaged probabilities, so every
+    consumer of the file reads calibrated confidences.
     """
     # A NumPy array, not a tf.constant: made inside the traced function it is a graph constant, where a captured
     # eager tensor would become a second graph input.
@@ -60,6 +63,8 @@ def served_function(
         probabilities = model(face, training=False)
         if test_time_augmentation:
             probabilities = (probabilities + model(tf.reverse(face, axis=[2]), training=False)) / 2.0
+        if temperature != 1.0:
+            probabilities = tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / temperature, axis=-1)
         return probabilities
 
     return classify

@@ -27,10 +27,12 @@ def build_metadata(
     version: str,
     test_time_augmentation: bool,
     smoothing_sigma: float,
+    temperature: float = 1.0,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """metadata_props values (all strings, JSON where structured), in ``MetadataKey`` names."""
     config = record.get("config", {})
+    crop = config.get("crop", 48)
     return {
         MetadataKey.LABELS: json.dumps(list(LABELS)),
         MetadataKey.NAME: name,
@@ -42,6 +44,9 @@ def build_metadata(
         MetadataKey.METRICS: json.dumps(metrics if metrics is not None else record.get("metrics", {}), sort_keys=True),
         MetadataKey.TTA: "horizontal_flip_mean" if test_time_augmentation else "none",
         MetadataKey.SMOOTHING: f"gaussian_3x3_sigma_{smoothing_sigma:g}" if smoothing_sigma else "none",
+        MetadataKey.CROP: f"centre_{crop}" if crop != 48 else "none",
+        MetadataKey.TEMPERATURE: f"{temperature:.6g}",
+        MetadataKey.EPOCHS: str(record.get("epochs_trained", "unknown")),
     }
 
 

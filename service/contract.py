@@ -34,6 +34,9 @@ class MetadataKey:
     CONFIG: Final[str] = "training_config"  # JSON object of hyper-parameters
     TTA: Final[str] = "test_time_augmentation"
     SMOOTHING: Final[str] = "test_time_smoothing"  # in-graph smoothing before the network, or "none"
+    CROP: Final[str] = "test_time_crop"  # the part of the 48 px face the network sees, e.g. "centre_40"
+    TEMPERATURE: Final[str] = "temperature"  # calibration temperature applied in the graph ("1" = none)
+    EPOCHS: Final[str] = "epochs_trained"  # epochs behind these weights, warm-started ancestors included
 
 
 class ModelContractError(Exception):

@@ -93,7 +93,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
         "16",
         "32",
         "64",
-        "--mixed-precision",
     )
     return run
 
@@ -127,16 +126,14 @@ def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) 
 
 
 def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
-    import keras
-
     from export.convert import float32_copy
     from export.smoothing import SMOOTHING_SIGMA, smooth
+    from training.model import load_network
 
     faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
     # The graph smooths each face as OpenCV does (reflected borders), then averages it with its mirror image.
     smoothed = smooth(faces, SMOOTHING_SIGMA)
-    # Trained in mixed_bfloat16 like the shipped model; the ONNX graph is that network computed in float32.
-    model = float32_copy(keras.models.load_model(trained / "best.keras"))
+    model = float32_copy(load_network(trained / "best.keras"))
     expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
     session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: faces})[0]
@@ -264,7 +261,7 @@ def test_smoothing_sweep_matches_the_in_graph_smoothing(
 
 
 def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
-    import keras
+    from training.model import load_network
 
     customer = make_faces(tmp_path / "customer", variants=4)
     for label in LABELS:  # a customer's folder may have no test split
@@ -286,8 +283,8 @@ def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Pat
         "--batch-size",
         "16",
     )
-    before = keras.models.load_model(exported.with_suffix(".keras"))
-    after = keras.models.load_model(tuned / "best.keras")
+    before = load_network(exported.with_suffix(".keras"))
+    after = load_network(tuned / "best.keras")
     for frozen in ("block1_a_conv", "block2_b_conv"):
         np.testing.assert_array_equal(before.get_layer(frozen).kernel.numpy(), after.get_layer(frozen).kernel.numpy())
     for trainable in ("block4_b_conv", "head_dense"):

@@ -133,13 +133,17 @@ class FaceAugment(keras.layers.Layer):
         return ops.clip((images - mean) * contrast + mean + brightness, 0.0, 255.0)
 
     def _blur(self, images: Any, batch: Any) -> Any:
-        """A 5x5 Gaussian of sigma 0.5-1.3 (one per step), mixed in for ``blur_p`` of the faces."""
+        """A 5-tap separable Gaussian of sigma 0.5-1.3 (one per step), mixed in for ``blur_p`` of the faces.
+
+        Written as weighted sums of shifted slices: a 1-channel ``conv`` is ~20x slower on the CPU kernels.
+        """
         sigma = self._uniform((), 0.5, 1.3)
         taps = ops.exp(-ops.square(ops.arange(-2, 3, dtype="float32")) / (2.0 * ops.square(sigma)))
         taps = taps / ops.sum(taps)
-        kernel = ops.reshape(ops.outer(taps, taps), (5, 5, 1, 1))
+        side = ops.shape(images)[1]
         padded = ops.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
-        blurred = ops.conv(padded, kernel, padding="valid")
+        rows = sum(taps[k] * padded[:, k : k + side, :, :] for k in range(5))
+        blurred = sum(taps[k] * rows[:, :, k : k + side, :] for k in range(5))
         on = ops.reshape(self._chosen(batch, self.blur_p), (-1, 1, 1, 1))
         return on * blurred + (1.0 - on) * images
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from service.classifier import EmotionClassifier
 from service.preprocess import to_batch
+from training.conditions import CONDITIONS, apply_condition
 from training.data import FaceSet, load_split, sha256_of, validation_faces
-from training.report import per_class_table, write_report
+from training.report import per_class_table, score, write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,13 +37,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-per-class", type=int, default=None, help="score at most N faces per class")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    parser.add_argument(
+        "--conditions",
+        action="store_true",
+        help="also score a copy of the split under each camera condition of training.conditions "
+        "(noise, JPEG, blur, dim light, low contrast, tilt, occlusion): conditions.json and conditions.md",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from service.classifier import EmotionClassifier
-
     classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
     data_sha256 = sha256_of(args.data)
     faces, chosen_by = load_faces(args, classifier.info.metadata, data_sha256)
@@ -60,8 +66,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     report = write_report(args.out, faces.labels, probabilities, extra, args.history)
     print(per_class_table(report))
+    if args.conditions:
+        print(score_conditions(classifier, faces, report, args))
     print(json.dumps({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "out": str(args.out)}))
     return 0
+
+
+def score_conditions(classifier: EmotionClassifier, faces: FaceSet, clean: dict, args: argparse.Namespace) -> str:
+    """Accuracy and macro F1 under each condition against the clean split; writes JSON and a Markdown table."""
+    rows = {"clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"], "drop_points": 0.0}}
+    for name in CONDITIONS:
+        degraded = apply_condition(name, faces.faces)
+        scores = score(faces.labels, classifier.run_in_batches(to_batch(degraded), args.batch_size))
+        drop = 100 * (clean["accuracy"] - scores["accuracy"])
+        rows[name] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "drop_points": drop}
+    (args.out / "conditions.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| condition | accuracy | macro F1 | cost (points) |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r['accuracy']:.1%} | {r['macro_f1']:.3f} | {r['drop_points']:.1f} |" for n, r in rows.items()]
+    table = "\n".join(lines)
+    (args.out / "conditions.md").write_text(table + "\n")
+    return table
 
 
 def load_faces(

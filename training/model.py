@@ -6,6 +6,8 @@ the exported graph feeds the same thing the service does.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 
 from service.contract import INPUT_SHAPE, LABELS
@@ -66,6 +68,11 @@ def freeze_early_blocks(model: keras.Model, blocks: int) -> None:
             layer.trainable = False
 
 
+def load_network(path: str | Path, *, compile: bool = True) -> keras.Model:
+    """``keras.models.load_model`` with this module imported, so the ``deepfer>FaceAugment`` layer resolves."""
+    return keras.models.load_model(path, compile=compile)
+
+
 def warm_start(model: keras.Model, source: str) -> list[str]:
     """Copy every layer of ``source`` whose name and weight shapes match into ``model``; return their names.
 
@@ -73,7 +80,7 @@ def warm_start(model: keras.Model, source: str) -> list[str]:
     last committed weights instead of from zero, and an architecture change (a new crop size changes only the
     head's input) keeps every convolution it can.
     """
-    donor = {layer.name: layer for layer in keras.models.load_model(source).layers}
+    donor = {layer.name: layer for layer in load_network(source, compile=False).layers}
     copied = []
     for layer in model.layers:
         match = donor.get(layer.name)

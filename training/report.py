@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.contract import LABELS
+from training.calibration import ECE_BINS, Reliability, accuracy_at_coverage, negative_log_likelihood, reliability
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def score(labels: NDArray[np.int64], probabilities: NDArray[np.float32]) -> dict
         "accuracy": float(np.mean(predicted == labels)),
         "macro_f1": float(np.mean([s.f1 for s in per_class.values()])),
         "macro_auc": float(np.mean([s.auc for s in per_class.values()])),
+        f"ece_{ECE_BINS}_bins": reliability(labels, probabilities).expected_calibration_error,
+        "nll": negative_log_likelihood(labels, probabilities),
+        "accuracy_at_coverage": accuracy_at_coverage(labels, probabilities),
         "per_class": {name: vars(s) for name, s in per_class.items()},
         "confusion_matrix": matrix.tolist(),
     }
@@ -108,6 +112,34 @@ def plot_roc(labels: NDArray[np.int64], probabilities: NDArray[np.float32], path
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_reliability(curves: dict[str, Reliability], path: Path) -> None:
+    """Accuracy against confidence per bin, one line per named set of probabilities (e.g. before/after)."""
+    figure, axes = plt.subplots(figsize=(6, 6))
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
+    for name, curve in curves.items():
+        filled = curve.count > 0
+        axes.plot(
+            curve.confidence[filled],
+            curve.accuracy[filled],
+            marker="o",
+            label=f"{name} (ECE {curve.expected_calibration_error:.3f})",
+        )
+    axes.set(xlabel="confidence (top probability)", ylabel="accuracy", title=f"Reliability, {ECE_BINS} bins")
+    axes.set(xlim=(0, 1), ylim=(0, 1))
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def coverage_table(scores: dict[str, Any]) -> str:
+    """Markdown: what accuracy a user gets when answers below a confidence are withheld."""
+    lines = ["| withhold below | answered | accuracy of answers |", "|---|---|---|"]
+    for row in scores["accuracy_at_coverage"]:
+        lines.append(f"| {row['threshold']:.1f} | {row['coverage']:.1%} | {row['accuracy']:.1%} |")
+    return "\n".join(lines)
 
 
 def plot_history(history_csv: Path, path: Path) -> bool:
@@ -160,10 +192,11 @@ def write_report(
     scores = score(labels, probabilities)
     plot_confusion(np.asarray(scores["confusion_matrix"]), out / "confusion_matrix.png")
     plot_roc(labels, probabilities, out / "roc.png")
-    figures = ["confusion_matrix.png", "roc.png"]
+    plot_reliability({"this model": reliability(labels, probabilities)}, out / "reliability.png")
+    figures = ["confusion_matrix.png", "roc.png", "reliability.png"]
     if history_csv is not None and plot_history(history_csv, out / "training_curves.png"):
         figures.append("training_curves.png")
     report = {**extra, **scores, "figures": figures}
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "per_class.md").write_text(per_class_table(scores) + "\n")
+    (out / "per_class.md").write_text(per_class_table(scores) + "\n\n" + coverage_table(scores) + "\n")
     return report

@@ -137,10 +137,10 @@ def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
     """A new network (optionally warm-started), or the ``--init`` one with early stages frozen, compiled."""
     import keras
 
-    from training.model import build_model, freeze_early_blocks, warm_start
+    from training.model import build_model, freeze_early_blocks, load_network, warm_start
 
     if config.init:
-        model = keras.models.load_model(config.init)
+        model = load_network(config.init)
         freeze_early_blocks(model, config.freeze_blocks)
     else:
         model = build_model(config)
@@ -193,9 +193,9 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
 
 def score_best(out: Path, splits: Splits) -> dict[str, float]:
     """Accuracy of the best checkpoint on validation and, for the record only, on the test split."""
-    import keras
+    from training.model import load_network
 
-    best = keras.models.load_model(out / "best.keras")
+    best = load_network(out / "best.keras")
     metrics = {}
     for name, faces in (("val", splits.val), ("test", splits.test)):
         if faces is None:
