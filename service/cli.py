@@ -161,7 +161,7 @@ def _as_table(outcomes: list[tuple[Path, Outcome]]) -> str:
 
 def _annotate(data: bytes, analysis: Analysis, settings: Settings) -> NDArray[np.uint8]:
     """The decoded image (orientation applied, so boxes line up) with each face's box and top emotion."""
-    image = decode(data, max_pixels=settings.max_pixels)
+    image = decode(data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in analysis.faces:
         x, y, width, height = face.box

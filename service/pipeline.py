@@ -128,7 +128,9 @@ class Pipeline:
     def locate(self, data: bytes, options: Options) -> _Located:
         """Decode, detect and align on the calling (worker) thread; bytes -> faces as 48x48 uint8 crops."""
         with self._timed("decode"):
-            image = decode(data, max_pixels=self._settings.max_pixels)  # -> H x W x 3 uint8 BGR
+            image = decode(
+                data, max_pixels=self._settings.max_pixels, max_pixel_scans=self._settings.max_pixel_scans
+            )  # -> H x W x 3 uint8 BGR
         height, width = image.shape[:2]
         if not options.detect:
             return _Located(width, height, [None], [face_from_crop(image)])
