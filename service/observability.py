@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
@@ -25,6 +26,8 @@ access_log = logging.getLogger("deepfer.access")
 error_log = logging.getLogger("deepfer.errors")
 
 REQUEST_ID_HEADER = "x-request-id"
+# The status recorded (never sent) for a request its client abandoned, nginx's 499, so 5xx means a server fault.
+CLIENT_CLOSED = 499
 # A caller's id is echoed only when it is short and plain, so it cannot inject text into log lines or headers.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # color_message: uvicorn's ANSI-coloured duplicate of the message, noise in a JSON line.
@@ -89,6 +92,8 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the caller gave up mid-upload: its doing, not a server fault, and nobody to answer
+            status = CLIENT_CLOSED
         except Exception:  # the one last-resort boundary: log with traceback, answer the envelope, keep serving
             error_log.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             if not started:
@@ -98,9 +103,9 @@ class RequestMiddleware:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe_request(route, status, seconds)
-            if self.log_requests:
+            if self.log_requests or status == CLIENT_CLOSED:  # one info line for an abandoned request, always
                 access_log.info(
-                    "request",
+                    "client closed the request" if status == CLIENT_CLOSED else "request",
                     extra={
                         "request_id": request_id,
                         "method": scope["method"],
