@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = True
     graceful_shutdown_s: float = Field(20.0, gt=0, description="how long SIGTERM waits for in-flight requests")
+    pre_drain_s: float = Field(
+        0.0, ge=0, description="after SIGTERM, /readyz answers 503 and the service keeps serving this long, then drains"
+    )
+    # Connection limits (service/server.py). 16 KiB is h11's and nginx's default header allowance (4 x 8 KB
+    # buffers in nginx), far above what a client of this API sends (under 1 KB with an API key).
+    max_header_bytes: int = Field(16_384, ge=1024, description="request line + headers; larger gets 431")
+    # A real client sends its headers in one packet; 10 s is generous for a slow mobile link, and short next to the
+    # minute a trickling client held a connection.
+    header_timeout_s: float = Field(10.0, gt=0, description="headers must arrive within this; else 408")
+    # Below the usual 1024 open-file limit, with room for the models and log files, and far above what the
+    # service can work on at once (max_concurrent_images) plus nginx's keep-alive pool.
+    max_connections: int = Field(512, ge=1, description="open connections; one beyond gets 503 and is closed")
 
     # Models.
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
@@ -96,6 +108,13 @@ class Settings(BaseSettings):
     # Security.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /docs, /redoc and /openapi.json describe every route to whoever asks; with keys set they are closed unless
+    # opened on purpose. None: open without keys, closed with them.
+    api_docs: bool | None = None
+
+    @property
+    def docs_open(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.api_keys
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
