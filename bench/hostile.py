@@ -76,11 +76,11 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def webp_vp8x_canvas(data: bytes, width: int, height: int) -> bytes:
-    """A lossy WebP re-wrapped in the extended format, its VP8X canvas claiming width x height."""
-    assert data[12:16] == b"VP8 "
+    """A WebP (re-)wrapped in the extended format, its VP8X canvas claiming width x height."""
+    chunks = data[30:] if data[12:16] == b"VP8X" else data[12:]  # without any VP8X chunk it had
     vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (width - 1).to_bytes(3, "little")
     vp8x += (height - 1).to_bytes(3, "little")
-    body = b"WEBP" + vp8x + data[12:]
+    body = b"WEBP" + vp8x + chunks
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 

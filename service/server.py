@@ -38,6 +38,7 @@ from service.schemas import ErrorBody, ErrorResponse
 from service.settings import Settings
 
 log = logging.getLogger("deepfer")
+_LINGER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,10 @@ class LimitedProtocol(HttpToolsProtocol):
             f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
-        self.transport.close()
+        # A lingering close: closing with the client's bytes unread would send a reset, which can destroy the
+        # answer in the client's buffers before it is read. Half-close, discard what still comes, close in 1 s.
+        self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def jpeg_pieces() -> st.SearchStrategy[bytes]:
         st.builds(lambda w, h, m: segment(m, sof0(w, h)), SIDE, SIDE, st.sampled_from([0xFE, 0xE0, 0xE1, 0xEF])),
         st.builds(sof0, SIDE, SIDE),  # a second frame header
         st.builds(lambda m, n: bytes([0xFF, m, 0, n]), marker, st.integers(0, 1)),  # length under 2
-        st.builds(lambda m, p: segment(m, p), marker, st.binary(max_size=12)),  # any marker with a payload
+        st.builds(segment, marker, st.binary(max_size=12)),  # any marker with a payload
     )
 
 
