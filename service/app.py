@@ -2,8 +2,9 @@
 
 Startup loads both models before the server accepts a connection, so a missing, corrupt or contract-breaking
 file stops the process with a ``ModelLoadError`` naming the file and the reason. Warm-up then runs in the
-background and ``/readyz`` answers 503 until it ends; on shutdown ``/readyz`` turns 503 again while uvicorn
-drains the in-flight requests, and only then does the batcher stop.
+background and ``/readyz`` answers 503 until it ends; on SIGTERM ``server.DrainingServer`` sets
+``app.state.draining`` so ``/readyz`` turns 503 before the listener closes, and the batcher stops only after
+uvicorn has drained the in-flight requests.
 """
 
 from __future__ import annotations

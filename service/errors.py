@@ -23,7 +23,9 @@ error JSON and a new failure mode is one class here.
 
 Framework errors get the same envelope: unknown route 404 ``not_found``, wrong method 405
 ``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything unexpected becomes 500
-``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller).
+``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller); a
+refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered before any route
+runs, use the envelope too (``server``): 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overloaded``.
 """
 
 from __future__ import annotations
