@@ -2,6 +2,13 @@
 
     python bench/soak.py                      # 32 clients for 60 s on the public scenes
     python bench/soak.py --requests 10000     # RSS growth over 10,000 requests (target < 50 MB)
+    python bench/soak.py --hostile            # a clean run, then the same good traffic mixed with attacks
+
+``--hostile`` measures twice on the same server: the good clients alone, then the good clients while
+``--hostile-clients`` more send bombs and malformed bodies back to back (``bench/hostile.py``: a pixel bomb behind
+a stuffed zero, progressive scan bombs, a header-only gigapixel PNG, a lying WebP canvas, nested JSON, a
+5,000-digit integer, a 300-character boundary, a truncated JPEG). Good requests must keep 0 errors and a p99
+within 2x of the clean run; every attack must get a 4xx; RSS must stay flat.
 
 The script starts its own ``deepfer serve`` on a free 127.0.0.1 port (it must own the process to read its RSS
 from /proc), sends a short unmeasured warm-up so that ONNX Runtime's buffers and the allocator's arenas reach
@@ -32,8 +39,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
+from hostile import (
+    huge_int_json,
+    long_boundary_multipart,
+    nested_json,
+    png_header_only,
+    progressive_scan_bomb,
+    stuffed_zero_pixel_bomb,
+    webp_vp8x_canvas,
+)
 from local_service import REPO, effective_settings, start_service
 from scenes import SHARED_DIR
 from traffic import Traffic
@@ -57,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-requests", type=int, default=200, help="unmeasured, before the RSS baseline")
     parser.add_argument("--sample-interval-s", type=float, default=0.5, help="how often the server's RSS is read")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="exit 1 at or above this growth")
+    parser.add_argument("--hostile", action="store_true", help="a clean run, then one mixed with attacks")
+    parser.add_argument("--hostile-clients", type=int, default=4, help="attacking clients in the hostile run")
     parser.add_argument("--out", type=Path, help="JSON result path (default bench/results/soak-<time>.json)")
     args = parser.parse_args(argv)
     if args.duration_s is None:
@@ -111,19 +130,67 @@ async def drive(url: str, images: list[bytes], run: Run, *, clients: int, reques
         return time.monotonic() - start
 
 
+def attacks(scene: bytes) -> dict[str, dict[str, object]]:
+    """name -> httpx request keywords for POST /predict; each must be answered with a 4xx."""
+    boundary_body, boundary_type = long_boundary_multipart()
+    webp = cv2.imencode(".webp", cv2.imdecode(np.frombuffer(scene, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    json_type = {"content-type": "application/json"}
+    return {
+        "stuffed-zero pixel bomb": {"files": {"file": stuffed_zero_pixel_bomb()}},
+        "6000-scan progressive bomb": {"files": {"file": progressive_scan_bomb(6000, 6000, 6000)}},
+        "66-scan 36 Mpx progressive": {"files": {"file": progressive_scan_bomb(6000, 6000, 60)}},
+        "header-only gigapixel png": {"files": {"file": png_header_only(100_000, 100_000)}},
+        "webp canvas lie": {"files": {"file": webp_vp8x_canvas(webp, 9000, 9000)}},
+        "nested json": {"content": nested_json(), "headers": json_type},
+        "5000-digit integer": {"content": huge_int_json(), "headers": json_type},
+        "300-character boundary": {"content": boundary_body, "headers": {"content-type": boundary_type}},
+        "truncated jpeg": {"files": {"file": scene[: len(scene) // 2]}},
+    }
+
+
+async def attack(
+    url: str, corpus: dict[str, dict[str, object]], statuses: dict[str, int], *, clients: int, duration_s: float
+) -> None:
+    """Attacking clients, each cycling through the corpus until ``duration_s``; statuses by attack name."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        stop_at = time.monotonic() + duration_s
+
+        async def client(offset: int) -> None:
+            names = list(corpus)
+            index = offset
+            while time.monotonic() < stop_at:
+                name = names[index % len(names)]
+                try:
+                    status = str((await http.post("/predict", **corpus[name])).status_code)  # type: ignore[arg-type]
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                key = f"{name}: {status}"
+                statuses[key] = statuses.get(key, 0) + 1
+                index += 1
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+
+
 async def sample_rss(pid: int, interval_s: float, run: Run, start: float) -> None:
     while True:
         run.rss_samples.append((round(time.monotonic() - start, 2), len(run.latencies_s), round(rss_mb(pid), 1)))
         await asyncio.sleep(interval_s)
 
 
-async def measured(url: str, images: list[bytes], pid: int, args: argparse.Namespace) -> tuple[Run, float]:
+async def measured(
+    url: str, images: list[bytes], pid: int, args: argparse.Namespace, attacked: dict[str, int] | None = None
+) -> tuple[Run, float]:
+    """One measured run of the good clients; with ``attacked``, attacking clients run alongside."""
     run = Run()
     sampler = asyncio.create_task(sample_rss(pid, args.sample_interval_s, run, time.monotonic()))
+    good = drive(url, images, run, clients=args.clients, requests=args.requests, duration_s=args.duration_s)
     try:
-        elapsed = await drive(
-            url, images, run, clients=args.clients, requests=args.requests, duration_s=args.duration_s
-        )
+        if attacked is None:
+            elapsed = await good
+        else:
+            corpus = attacks(images[0])
+            bad = attack(url, corpus, attacked, clients=args.hostile_clients, duration_s=args.duration_s)
+            elapsed, _ = await asyncio.gather(good, bad)
     finally:
         sampler.cancel()
     run.rss_samples.append((round(elapsed, 2), len(run.latencies_s), round(rss_mb(pid), 1)))
@@ -156,6 +223,17 @@ def summarise(run: Run, elapsed: float, clients: int, rss_ready: float, rss_base
     )
 
 
+def report(label: str, summary: Summary) -> None:
+    print(
+        f"{label}: {summary.requests} good requests in {summary.seconds} s ({summary.images_per_s} img/s), "
+        f"{summary.errors} errors {summary.status_counts}\n"
+        f"latency ms: p50 {summary.p50_ms}  p95 {summary.p95_ms}  p99 {summary.p99_ms}  max {summary.max_ms}\n"
+        f"server RSS MB: ready {summary.rss_ready_mb}, at start {summary.rss_baseline_mb}, "
+        f"end {summary.rss_end_mb}, max {summary.rss_max_mb}; growth {summary.rss_growth_mb} MB "
+        f"(slope {summary.rss_slope_mb_per_1k_requests} MB per 1k requests)"
+    )
+
+
 def stop_service(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -185,17 +263,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.duration_s:.0f} s; load average {load_at_start[0]:.1f}; RSS {rss_baseline:.1f} MB after warm-up"
         )
         run, elapsed = asyncio.run(measured(url, images, process.pid, args))
+        attacked: dict[str, int] = {}
+        if args.hostile:
+            hostile_run, hostile_elapsed = asyncio.run(measured(url, images, process.pid, args, attacked))
     finally:
         stop_service(process)
     summary = summarise(run, elapsed, args.clients, rss_ready, rss_baseline)
-    print(
-        f"{summary.requests} requests in {summary.seconds} s ({summary.images_per_s} img/s), "
-        f"{summary.errors} errors {summary.status_counts}\n"
-        f"latency ms: p50 {summary.p50_ms}  p95 {summary.p95_ms}  p99 {summary.p99_ms}  max {summary.max_ms}\n"
-        f"server RSS MB: ready {summary.rss_ready_mb}, after warm-up {summary.rss_baseline_mb}, "
-        f"end {summary.rss_end_mb}, max {summary.rss_max_mb}; growth {summary.rss_growth_mb} MB "
-        f"(slope {summary.rss_slope_mb_per_1k_requests} MB per 1k requests)"
-    )
+    report("clean" if args.hostile else "run", summary)
+    failed = summary.errors > 0 or summary.rss_growth_mb >= args.max_rss_growth_mb
+    hostile: dict[str, object] | None = None
+    if args.hostile:
+        under_attack = summarise(hostile_run, hostile_elapsed, args.clients, rss_ready, summary.rss_end_mb)
+        report("hostile", under_attack)
+        refused_badly = {key: count for key, count in attacked.items() if not key.rsplit(": ", 1)[1].startswith("4")}
+        p99_ratio = round(under_attack.p99_ms / summary.p99_ms, 2)
+        print(f"attacks answered {attacked}\ngood-request p99 under attack / clean: {p99_ratio}")
+        failed |= under_attack.errors > 0 or bool(refused_badly) or p99_ratio > 2
+        failed |= under_attack.rss_end_mb - rss_baseline >= args.max_rss_growth_mb
+        hostile = {"summary": asdict(under_attack), "attacks": attacked, "p99_ratio": p99_ratio}
     record = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -210,12 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         "settings": effective_settings(),
         "summary": asdict(summary),
         "rss_samples": [{"s": s, "answers": answers, "mb": mb} for s, answers, mb in run.rss_samples],
+        "hostile": hostile,
     }
     out = args.out or RESULTS / f"soak-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"saved {out}")
-    failed = summary.errors > 0 or summary.rss_growth_mb >= args.max_rss_growth_mb
     return 1 if failed else 0
 
 

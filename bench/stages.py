@@ -63,7 +63,9 @@ def analyse(
     data: bytes, detector: FaceDetector, classifier: EmotionClassifier, settings: Settings, clock: StageClock
 ) -> None:
     """One image through the stages the service runs, each timed on ``clock``."""
-    image = clock.time("decode", lambda: decode(data, max_pixels=settings.max_pixels))
+    image = clock.time(
+        "decode", lambda: decode(data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
+    )
     found = clock.time("detect", lambda: detector.detect(image))
     crops = clock.time("align", lambda: [align_face(image, face.box, face.landmarks) for face in found])
     clock.time("classify", lambda: classifier.run(to_batch(crops)))

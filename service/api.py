@@ -220,11 +220,15 @@ async def healthz() -> Health:
 @open_router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "warming up or shutting down"}},
+    responses={503: {"model": Readiness, "description": "warming up, draining, or the classifier worker stopped"}},
     summary="Models loaded and warmed up: route traffic here",
 )
 async def readyz(request: Request, response: Response) -> Readiness:
     ready, detail = request.app.state.ready, request.app.state.ready_detail
+    if request.app.state.draining:
+        ready, detail = False, "draining: finishing requests before shutdown"
+    elif ready and (failure := _pipeline(request).failure):
+        ready, detail = False, failure
     if not ready:
         response.status_code = 503
     return Readiness(ready=ready, detail=detail)

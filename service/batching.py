@@ -7,6 +7,10 @@ While a run is in progress new faces queue up, so under load batches fill withou
 
 The queue is bounded in faces: when it is full ``classify`` raises ``Overloaded`` at once instead of letting
 latency grow without limit. The batcher knows nothing about HTTP; the classifier knows nothing about asyncio.
+
+Whatever a run raises (ONNX Runtime has its own exception types, which subclass neither RuntimeError nor
+ValueError) fails that batch's requests only, and the worker goes on with the next batch. Should the worker itself
+ever end, ``failure`` says why (readiness reports it) and every waiting and later request fails at once.
 """
 
 from __future__ import annotations
@@ -61,14 +65,17 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._running: list[_Item] = []  # the batch in the classifier now
+        self.failure: str | None = None  # why the worker ended, if it ever does before stop()
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfer-classify")
         self._worker = asyncio.create_task(self._work(), name="deepfer-batcher")
+        self._worker.add_done_callback(self._worker_ended)
 
     async def stop(self) -> None:
         """Finish what is queued (uvicorn has already drained the requests that own it), then stop."""
-        while self._pending:
+        while self._pending and self.failure is None:
             await asyncio.sleep(self._max_wait_s or 0.001)
         if self._worker is not None:
             self._worker.cancel()
@@ -82,6 +89,8 @@ class DynamicBatcher:
             return self._run(faces)  # nothing to batch; the classifier answers 0 x 7 without inference
         if self._worker is None:
             raise RuntimeError("DynamicBatcher.start() was not awaited")
+        if self.failure is not None:
+            raise RuntimeError(self.failure)
         if self._queued_faces + len(faces) > self._queue_size:
             raise Overloaded(
                 f"inference queue full ({self._queued_faces} faces waiting, queue_size={self._queue_size})",
@@ -102,24 +111,39 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wait_for_batch()
-            batch = self._take_batch()
-            if not batch:
-                continue
-            faces = np.concatenate([item.faces for item in batch])
-            self._on_batch(len(faces))
-            try:
-                probabilities = await loop.run_in_executor(self._executor, self._run, faces)
-            except (RuntimeError, ValueError, MemoryError) as error:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            start = 0
+            self._running = self._take_batch()
+            if self._running:
+                await self._run_batch(loop, self._running)
+            self._running = []
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        """One classifier run on a worker thread; each request gets its rows, or the run's exception."""
+        faces = np.concatenate([item.faces for item in batch])
+        self._on_batch(len(faces))
+        try:
+            probabilities = await loop.run_in_executor(self._executor, self._run, faces)
+        except Exception as error:  # the run's failure belongs to its batch's requests, never to the worker
             for item in batch:
-                rows = probabilities[start : start + len(item.faces)]
-                start += len(item.faces)
                 if not item.future.done():
-                    item.future.set_result(rows)
+                    item.future.set_exception(error)
+            return
+        start = 0
+        for item in batch:
+            rows = probabilities[start : start + len(item.faces)]
+            start += len(item.faces)
+            if not item.future.done():
+                item.future.set_result(rows)
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        """A worker ended by anything but stop() (a bug in this module): fail what waits, and say so from now on."""
+        if worker.cancelled():
+            return
+        self.failure = f"classifier worker stopped: {worker.exception()!r}"
+        for item in [*self._running, *self._pending]:
+            if not item.future.done():
+                item.future.set_exception(RuntimeError(self.failure))
+        self._pending.clear()
+        self._queued_faces = 0
 
     async def _wait_for_batch(self) -> None:
         """Return once a full batch is queued or the oldest face has waited ``max_wait_ms``."""

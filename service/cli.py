@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.app import create_app
     from service.observability import configure_logging
+    from service.server import DrainingServer, uvicorn_options
 
     overrides = {name: getattr(args, name) for name in ("host", "port", "workers") if getattr(args, name) is not None}
     settings = Settings(**{**settings.model_dump(), **overrides})
@@ -65,20 +65,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # instead of a lifespan traceback; the app loads its own copy (a few hundred ms, once).
     load_models(settings)
     configure_logging(settings.log_level)
-    # Several workers need an import string so each process builds its own app from the environment.
-    app = "service.app:app_from_env" if settings.workers > 1 else create_app(settings)
-    uvicorn.run(
-        app,
-        factory=settings.workers > 1,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        # Rounded up, not down: uvicorn takes whole seconds, and int(0.5) = 0 would cancel every in-flight
-        # request the moment SIGTERM arrives instead of draining it.
-        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
-    )
+    if settings.workers > 1:
+        # An import string, so each worker process builds its own app from the environment (server.py says what
+        # the pre-drain does there).
+        uvicorn.run("service.app:app_from_env", factory=True, **uvicorn_options(settings))
+        return 0
+    app = create_app(settings)
+    config = uvicorn.Config(app, **uvicorn_options(settings))
+    DrainingServer(config, app=app, pre_drain_s=settings.pre_drain_s).run()
     return 0
 
 
@@ -161,7 +155,7 @@ def _as_table(outcomes: list[tuple[Path, Outcome]]) -> str:
 
 def _annotate(data: bytes, analysis: Analysis, settings: Settings) -> NDArray[np.uint8]:
     """The decoded image (orientation applied, so boxes line up) with each face's box and top emotion."""
-    image = decode(data, max_pixels=settings.max_pixels)
+    image = decode(data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for face in analysis.faces:
         x, y, width, height = face.box

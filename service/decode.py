@@ -2,7 +2,10 @@
 
 The format is recognised from its magic bytes (never from a file name or a client's content type), and the
 pixel count is read from the header, so a decompression bomb (a few KB that expand to gigapixels) is refused
-before ``cv2.imdecode`` allocates anything.
+before ``cv2.imdecode`` allocates anything. The readers follow the decoders' own rules (which JPEG frame header
+libjpeg uses, which chunk libpng and libwebp take the size from), because a reader that finds another size than
+the decoder is a bypass; ``tests/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
+a progressive JPEG costs one pass over every block per scan, so a small file can be a CPU bomb.
 
 Decoding is ``cv2.imdecode(..., IMREAD_COLOR)``, exactly what ``training.data.decode_face`` does, so a face sent
 with ``detect=false`` becomes the same array the model was trained on. That flag also gives us, for free:
@@ -12,6 +15,7 @@ samples scaled to 8-bit.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,7 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.errors import BadImage, TooManyPixels, UnsupportedFormat
+from service.errors import BadImage, TooManyPixels, TooManyScans, UnsupportedFormat
 
 
 class ImageFormat(StrEnum):
@@ -45,10 +49,23 @@ _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
-# JPEG start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-# Markers with no length field: TEM and RST0-7 (SOI and EOI are handled where they occur).
+# JPEG markers as libjpeg-turbo 3 reads them (jdmarker.c). Frame headers it decodes: baseline, extended,
+# progressive and lossless, Huffman or arithmetic; the other SOF codes (hierarchical) it refuses, and so do we.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB}
+# No length field: TEM and RST0-7 (restart markers also sit inside scan data).
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# Segments libjpeg reads by their length: DHT, DAC, DQT, DNL, DRI, APP0-15, JPG0-13 and COM.
+_JPEG_SEGMENTS = {0xC4, 0xCC, 0xDB, 0xDC, 0xDD, *range(0xE0, 0xFE), 0xFE}
+# A marker, as both libjpeg's marker reader and its entropy decoders find one: FF, any FF fill bytes, then a byte
+# that is not 00. "FF 00" is a stuffed data byte and is skipped like any other byte between segments.
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+# The most scans a JPEG may have. Real encoders write few: libjpeg's progressive script has 10 scans for colour
+# and 6 for grey, mozjpeg's optimised ones about as many, a baseline file 1 (3 if not interleaved); the JPEG
+# standard itself has no limit, which is the "progressive JPEG" CPU bomb (libjpeg-turbo's "Two Issues with the
+# JPEG Standard"): every scan revisits every block. libjpeg-turbo leaves the limit to the application
+# (TurboJPEG's TJPARAM_SCANLIMIT, no limit by default) and its own fuzz targets use 500 on images of at most
+# 1 Mpx; we decode up to max_pixels (40 Mpx), so 100: ten times any encoder's output.
+MAX_JPEG_SCANS = 100
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,11 @@ class Header:
     format: ImageFormat
     width: int
     height: int
+    scans: int = 1  # passes of the decoder over every block: a progressive JPEG's scan count, 1 otherwise
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -80,63 +102,82 @@ def read_header(data: bytes) -> Header:
     """Format and dimensions without decoding pixels; a header too short or inconsistent is a 400."""
     image_format = sniff_format(data)
     try:
-        width, height = _DIMENSIONS[image_format](data)
-    except (struct.error, IndexError, ValueError):
-        raise BadImage(f"truncated or corrupt {image_format.name} header") from None
+        if image_format is ImageFormat.JPEG:
+            width, height, scans = _jpeg_header(data)
+        else:
+            (width, height), scans = _DIMENSIONS[image_format](data), 1
+    except (struct.error, IndexError, ValueError) as error:
+        raise BadImage(f"truncated or corrupt {image_format.name} data: {error}") from None
     if width <= 0 or height <= 0:
         raise BadImage(f"{image_format.name} header gives an empty image ({width}x{height})")
-    return Header(image_format, width, height)
+    return Header(image_format, width, height, scans)
 
 
-def decode(data: bytes, *, max_pixels: int) -> NDArray[np.uint8]:
-    """Image bytes -> HxWx3 uint8 BGR, orientation applied; raises BadImage, UnsupportedFormat, TooManyPixels."""
+def decode(data: bytes, *, max_pixels: int, max_pixel_scans: int) -> NDArray[np.uint8]:
+    """Image bytes -> HxWx3 uint8 BGR, orientation applied; raises BadImage, UnsupportedFormat, TooManyPixels,
+    TooManyScans. ``max_pixel_scans`` bounds decode work (pixels x scans), ``max_pixels`` the memory."""
     if not data:
         raise BadImage("empty image")
     header = read_header(data)
-    if header.width * header.height > max_pixels:
-        raise TooManyPixels(
-            f"{header.width}x{header.height} = {header.width * header.height} pixels exceeds max_pixels={max_pixels}"
-        )
-    if header.format is ImageFormat.JPEG and data.rfind(b"\xff\xd9") < 4:
-        # libjpeg pads a truncated stream with grey and only warns; without an end-of-image marker we refuse it.
-        raise BadImage("truncated JPEG: no end-of-image marker")
+    if header.pixels > max_pixels:
+        raise TooManyPixels(f"{header.width}x{header.height} = {header.pixels} pixels exceeds max_pixels={max_pixels}")
+    if header.scans > MAX_JPEG_SCANS:
+        raise TooManyScans(f"JPEG with {header.scans} scans; no encoder writes more than {MAX_JPEG_SCANS}")
+    if header.pixels * header.scans > max_pixel_scans:
+        raise TooManyScans(f"{header.pixels} pixels x {header.scans} scans exceeds max_pixel_scans={max_pixel_scans}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise BadImage(f"corrupt or truncated {header.format.name} data")
     return image
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Walk the marker segments to the first start-of-frame; pixels are never touched."""
-    offset = 2
+def _jpeg_header(data: bytes) -> tuple[int, int, int]:
+    """(width, height, scans), walking the markers exactly as libjpeg does, so the frame we report is the frame it
+    decodes: SOI first, then markers found as libjpeg finds them (fill bytes and stuffed zeros skipped), segments
+    skipped by their length (libjpeg reads a length under 2 as 2), scan data skipped to its next marker, up to EOI.
+    What libjpeg refuses (a second SOI or SOF, a scan before the frame, an unknown marker) is refused here too.
+    A stream without EOI is refused: libjpeg would pad it with grey and only warn."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("no start-of-image marker")
+    offset, frame, scans = 2, None, 0
     while True:
-        while data[offset] != 0xFF:  # tolerate junk between segments, as libjpeg does
-            offset += 1
-        while data[offset] == 0xFF:  # fill bytes
-            offset += 1
-        marker = data[offset]
-        offset += 1
+        found = _JPEG_MARKER.search(data, offset)
+        if found is None:
+            raise ValueError("truncated: no end-of-image marker")
+        marker, offset = found[1][0], found.end()
         if marker in _JPEG_STANDALONE:
             continue
-        if marker in (0xD9, 0xDA):
-            raise ValueError("no frame header before image data")
+        if marker == 0xD9:
+            break
         (length,) = struct.unpack(">H", data[offset : offset + 2])
         if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", data[offset + 3 : offset + 7])
-            return width, height
-        if length < 2:
-            raise ValueError("bad segment length")
-        offset += length
+            if frame is not None:
+                raise ValueError("second frame header")
+            frame = struct.unpack(">HH", data[offset + 3 : offset + 7])  # height, width
+        elif marker == 0xDA:
+            if frame is None:
+                raise ValueError("scan before the frame header")
+            scans += 1
+        elif marker not in _JPEG_SEGMENTS:
+            raise ValueError(f"marker 0x{marker:02x} is not decodable")
+        offset += max(length, 2)
+    if frame is None or scans == 0:
+        raise ValueError("no frame or no scan before end of image")
+    height, width = frame
+    return width, height, scans
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
-    if data[12:16] != b"IHDR":
-        raise ValueError("first chunk is not IHDR")
+    """libpng takes the size from IHDR, which must be the first chunk and 13 bytes long (else it refuses)."""
+    if data[12:16] != b"IHDR" or data[8:12] != b"\x00\x00\x00\x0d":
+        raise ValueError("first chunk is not a 13-byte IHDR")
     width, height = struct.unpack(">II", data[16:24])
     return width, height
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:
+    """The first chunk decides, as in libwebp: a simple file's VP8/VP8L frame, or an extended file's VP8X canvas
+    (libwebp refuses a still image whose frame differs from the canvas; an animation is composed on the canvas)."""
     chunk = data[12:16]
     if chunk == b"VP8 ":  # lossy: 14-bit sizes after the 3-byte frame tag and start code
         if data[23:26] != b"\x9d\x01\x2a":
@@ -156,16 +197,19 @@ def _webp_size(data: bytes) -> tuple[int, int]:
 
 
 def _bmp_size(data: bytes) -> tuple[int, int]:
+    """As OpenCV's own BMP reader: an OS/2 core header (12 bytes, 16-bit sizes) or a Windows header of 36 bytes or
+    more (32-bit signed sizes); it refuses the sizes in between."""
     (header_size,) = struct.unpack("<I", data[14:18])
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         width, height = struct.unpack("<HH", data[18:22])
         return width, height
+    if header_size < 36:
+        raise ValueError(f"BMP header of {header_size} bytes")
     width, height = struct.unpack("<ii", data[18:26])
     return width, abs(height)  # a negative height means top-down rows, not an empty image
 
 
 _DIMENSIONS = {
-    ImageFormat.JPEG: _jpeg_size,
     ImageFormat.PNG: _png_size,
     ImageFormat.WEBP: _webp_size,
     ImageFormat.BMP: _bmp_size,

@@ -11,6 +11,8 @@ error JSON and a new failure mode is one class here.
       Unauthorized        401 unauthorized          API keys configured and none/wrong given
       TooLarge            413 too_large             upload over max_upload_bytes (checked while streaming)
         TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
+        TooManyScans      413 too_many_scans        a JPEG with more scans than any encoder writes, or
+                                                    pixels x scans over max_pixel_scans (a CPU bomb)
         TooManyFiles      413 too_many_files        more than max_batch_files in a batch
       UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
@@ -21,7 +23,9 @@ error JSON and a new failure mode is one class here.
 
 Framework errors get the same envelope: unknown route 404 ``not_found``, wrong method 405
 ``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything unexpected becomes 500
-``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller).
+``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller); a
+refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered before any route
+runs, use the envelope too (``server``): 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overloaded``.
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ class TooLarge(DeepFERError):
 
 class TooManyPixels(TooLarge):
     code = "too_many_pixels"
+
+
+class TooManyScans(TooLarge):
+    code = "too_many_scans"
 
 
 class TooManyFiles(TooLarge):

@@ -42,7 +42,7 @@ class Metrics:
         )
         self.queue_depth = Gauge("deepfer_queue_depth", "faces waiting for the classifier", registry=self.registry)
         self.images_in_flight = Gauge(
-            "deepfer_images_in_flight", "images being decoded, detected or classified", registry=self.registry
+            "deepfer_images_in_flight", "images being decoded or detected (timed-out ones too)", registry=self.registry
         )
         self.stage_seconds = Histogram(
             "deepfer_stage_seconds",

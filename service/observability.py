@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_response
@@ -23,8 +25,11 @@ from service.metrics import Metrics
 
 access_log = logging.getLogger("deepfer.access")
 error_log = logging.getLogger("deepfer.errors")
+native_log = logging.getLogger("deepfer.native")
 
 REQUEST_ID_HEADER = "x-request-id"
+# The status recorded (never sent) for a request its client abandoned, nginx's 499, so 5xx means a server fault.
+CLIENT_CLOSED = 499
 # A caller's id is echoed only when it is short and plain, so it cannot inject text into log lines or headers.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # color_message: uvicorn's ANSI-coloured duplicate of the message, noise in a JSON line.
@@ -48,8 +53,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send every logger (ours and uvicorn's) to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every logger (ours and uvicorn's) to stderr as JSON lines, native libraries' lines included."""
+    handler = logging.StreamHandler(_relay_native_stderr())
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -57,6 +62,29 @@ def configure_logging(level: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+def _relay_native_stderr() -> TextIO:
+    """Make what C libraries write to file descriptor 2 (libjpeg's "Corrupt JPEG data: ..." warnings, libpng's)
+    JSON records of logger ``deepfer.native``, one per line; returns the real stderr for the JSON handler.
+
+    Those libraries print with fprintf(stderr) and offer no hook through OpenCV, so a raw line would land among the
+    JSON logs and break every parser reading them. Descriptor 2 becomes a pipe read by a daemon thread; anything
+    else written there (a Python traceback from a dying thread, say) becomes a record the same way.
+    """
+    real_stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    threading.Thread(target=_relay, args=(read_end,), name="deepfer-native-stderr", daemon=True).start()
+    return real_stderr
+
+
+def _relay(read_end: int) -> None:
+    with os.fdopen(read_end, "rb") as lines:
+        for line in lines:
+            if text := line.decode(errors="replace").rstrip():
+                native_log.warning(text)
 
 
 class RequestMiddleware:
@@ -89,6 +117,8 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the caller gave up mid-upload: its doing, not a server fault, and nobody to answer
+            status = CLIENT_CLOSED
         except Exception:  # the one last-resort boundary: log with traceback, answer the envelope, keep serving
             error_log.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             if not started:
@@ -98,9 +128,9 @@ class RequestMiddleware:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe_request(route, status, seconds)
-            if self.log_requests:
+            if self.log_requests or status == CLIENT_CLOSED:  # one info line for an abandoned request, always
                 access_log.info(
-                    "request",
+                    "client closed the request" if status == CLIENT_CLOSED else "request",
                     extra={
                         "request_id": request_id,
                         "method": scope["method"],

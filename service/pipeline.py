@@ -101,6 +101,11 @@ class Pipeline:
     def model(self) -> ModelInfo:
         return self.classifier.info
 
+    @property
+    def failure(self) -> str | None:
+        """Why this pipeline can no longer serve (its batcher's worker ended), or None."""
+        return self._batcher.failure
+
     async def analyze(self, data: bytes, options: Options) -> Analysis:
         """Encoded image -> every face with its emotion probabilities, largest face first."""
         if self._in_flight >= self._settings.max_concurrent_images:
@@ -109,26 +114,33 @@ class Pipeline:
                 f"{self._in_flight} images in progress (max_concurrent_images={self._settings.max_concurrent_images})",
                 self._settings.retry_after_s,
             )
-        self._in_flight += 1
-        self._metrics.images_in_flight.set(self._in_flight)
+        self._count_in_flight(+1)
+        # The slot is given back when the pipeline thread's work ends, not when this coroutine does: a request that
+        # times out is cancelled here, but the thread keeps decoding, and that work must go on counting against
+        # max_concurrent_images, or overload would pile up hidden work instead of answering 503.
+        loop = asyncio.get_running_loop()
+        work = self._executor.submit(self.locate, data, options)
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._count_in_flight, -1))
         try:
-            loop = asyncio.get_running_loop()
-            located = await loop.run_in_executor(self._executor, self.locate, data, options)
+            located = await asyncio.wrap_future(work)
             with self._timed("classify"):
                 probabilities = await self._batcher.classify(to_batch(located.crops))  # k x 48x48x1 -> k x 7
         except Overloaded:
             self._metrics.rejected.inc()
             raise
-        finally:
-            self._in_flight -= 1
-            self._metrics.images_in_flight.set(self._in_flight)
         self._metrics.faces_per_request.observe(len(located.crops))
         return Analysis(located.width, located.height, _results(located, probabilities))
+
+    def _count_in_flight(self, change: int) -> None:
+        self._in_flight += change
+        self._metrics.images_in_flight.set(self._in_flight)
 
     def locate(self, data: bytes, options: Options) -> _Located:
         """Decode, detect and align on the calling (worker) thread; bytes -> faces as 48x48 uint8 crops."""
         with self._timed("decode"):
-            image = decode(data, max_pixels=self._settings.max_pixels)  # -> H x W x 3 uint8 BGR
+            image = decode(
+                data, max_pixels=self._settings.max_pixels, max_pixel_scans=self._settings.max_pixel_scans
+            )  # -> H x W x 3 uint8 BGR
         height, width = image.shape[:2]
         if not options.detect:
             return _Located(width, height, [None], [face_from_crop(image)])

@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = True
     graceful_shutdown_s: float = Field(20.0, gt=0, description="how long SIGTERM waits for in-flight requests")
+    pre_drain_s: float = Field(
+        0.0, ge=0, description="after SIGTERM, /readyz answers 503 and the service keeps serving this long, then drains"
+    )
+    # Connection limits (service/server.py). 16 KiB is h11's and nginx's default header allowance (4 x 8 KB
+    # buffers in nginx), far above what a client of this API sends (under 1 KB with an API key).
+    max_header_bytes: int = Field(16_384, ge=1024, description="request line + headers; larger gets 431")
+    # A real client sends its headers in one packet; 10 s is generous for a slow mobile link, and short next to the
+    # minute a trickling client held a connection.
+    header_timeout_s: float = Field(10.0, gt=0, description="headers must arrive within this; else 408")
+    # Below the usual 1024 open-file limit, with room for the models and log files, and far above what the
+    # service can work on at once (max_concurrent_images) plus nginx's keep-alive pool.
+    max_connections: int = Field(512, ge=1, description="open connections; one beyond gets 503 and is closed")
 
     # Models.
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
@@ -84,11 +96,25 @@ class Settings(BaseSettings):
     # Input limits.
     max_upload_bytes: int = Field(10_000_000, ge=1, description="per file, enforced while the body streams in")
     max_pixels: int = Field(40_000_000, ge=1, description="width x height, read from the header before decoding")
+    # Decode work of a progressive JPEG is pixels x scans (every scan revisits every block). 10^9 is 40 Mpx with
+    # 25 scans, 2.5x libjpeg's own progressive script at max_pixels: measured on this 2-core machine, a 6000x6000
+    # grey progressive JPEG takes 1.1 s to decode, 1.55 s with 27 scans (the most this allows), where a 6000x6000
+    # colour photo with 10 scans takes 2.5 s; so a bomb costs no more than a large real photo.
+    max_pixel_scans: int = Field(
+        1_000_000_000, ge=1, description="width x height x JPEG scans, read from the markers before decoding"
+    )
     max_batch_files: int = Field(16, ge=1, description="files in one /predict/batch request")
 
     # Security.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /docs, /redoc and /openapi.json describe every route to whoever asks; with keys set they are closed unless
+    # opened on purpose. None: open without keys, closed with them.
+    api_docs: bool | None = None
+
+    @property
+    def docs_open(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.api_keys
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 
 from fastapi import Request
 from pydantic import ValidationError
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import (
@@ -124,26 +123,26 @@ async def _read_multipart(
     limit = max_files * (max_upload_bytes + _ENVELOPE_BYTES)
     _check_declared_length(request, limit)
     state = _PartState(field_name, max_upload_bytes, max_files)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": state.begin_part,
-            "on_header_field": state.header_field,
-            "on_header_value": state.header_value_part,
-            "on_header_end": state.header_end,
-            "on_part_data": state.part_data,
-            "on_part_end": state.end_part,
-        },
-    )
     received = 0
-    try:
+    try:  # the parser refuses a bad boundary (over 256 characters, say) when it is built
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": state.begin_part,
+                "on_header_field": state.header_field,
+                "on_header_value": state.header_value_part,
+                "on_header_end": state.header_end,
+                "on_part_data": state.part_data,
+                "on_part_end": state.end_part,
+            },
+        )
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
                 raise TooLarge(f"body exceeds the limit of {limit} bytes")
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as error:
+    except FormParserError as error:
         raise BadRequest(f"malformed multipart body: {error}") from None
     if received == 0:
         raise EmptyBody("empty request body")
@@ -162,12 +161,15 @@ async def _read_json(request: Request, max_upload_bytes: int) -> Upload:
             raise TooLarge(f"JSON body exceeds the limit of {limit} bytes")
     if not body:
         raise EmptyBody("empty request body")
+    # pydantic's own JSON parser, not json.loads: it bounds nesting depth and number length itself and reports both
+    # as invalid JSON, where json.loads raises RecursionError or ValueError deep inside.
     try:
-        payload = PredictJSONRequest.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequest(f"body is not valid JSON: {error}") from None
+        payload = PredictJSONRequest.model_validate_json(body)
     except ValidationError as error:
-        raise BadRequest(f'expected {{"image": "<base64>"}}: {error.errors()[0]["msg"]}') from None
+        problem = error.errors(include_input=False)[0]
+        if problem["type"] == "json_invalid":
+            raise BadRequest(f"body is not valid JSON: {problem['msg']}") from None
+        raise BadRequest(f'expected {{"image": "<base64>"}}: {problem["msg"]}') from None
     text = payload.image
     if text.startswith("data:"):
         text = text.partition(",")[2]

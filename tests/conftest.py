@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.server import uvicorn_options
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,16 +40,9 @@ def free_port() -> int:
 
 @contextmanager
 def run_server(settings: Settings) -> Iterator[str]:
-    """A real uvicorn serving ``create_app(settings)`` until the block ends; yields its base URL."""
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    """A real uvicorn serving ``create_app(settings)``, configured as ``deepfer serve`` configures it, until the
+    block ends; yields its base URL."""
+    config = uvicorn.Config(create_app(settings), **{**uvicorn_options(settings), "lifespan": "on"})
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{settings.port}", daemon=True)
     thread.start()
@@ -74,7 +68,9 @@ def run_server(settings: Settings) -> Iterator[str]:
 
 def server_settings(**overrides: Any) -> Settings:
     """Settings for a test server: loopback, a free port, quiet logs, defaults otherwise."""
-    return Settings(**{"host": "127.0.0.1", "port": free_port(), "access_log": False, **overrides})
+    return Settings(
+        **{"host": "127.0.0.1", "port": free_port(), "access_log": False, "graceful_shutdown_s": 5, **overrides}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import pytest
 from imaging import DATA, encode, read, with_exif_orientation
 from starlette.requests import Request
 
+from bench.hostile import huge_int_json, long_boundary_multipart, nested_json
 from service.errors import TooLarge
 from service.upload import read_images
 
@@ -36,6 +37,7 @@ STRICT = {
     "access_log": True,
 }
 KEY = {"X-API-Key": "key-two"}
+JSON = {"content-type": "application/json"}
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -72,6 +74,14 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
     "multipart without file field": ({"files": {"other": SCENE}}, 400, "bad_request"),
     "multipart without boundary": (
         {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
+        400,
+        "bad_request",
+    ),
+    # Parsers that raised RecursionError / ValueError (500) before; pydantic's JSON parser bounds both.
+    "json nested 100,000 deep": ({"content": nested_json(), "headers": JSON}, 400, "bad_request"),
+    "json integer of 5,000 digits": ({"content": huge_int_json(), "headers": JSON}, 400, "bad_request"),
+    "multipart boundary of 300 characters": (
+        {"content": long_boundary_multipart()[0], "headers": {"content-type": long_boundary_multipart()[1]}},
         400,
         "bad_request",
     ),

@@ -112,3 +112,40 @@ def test_empty_input_needs_no_run() -> None:
         return await batcher.classify(np.zeros((0, 48, 48, 1), np.float32))
 
     assert asyncio.run(with_batcher(run, body)).shape == (0, 7)  # type: ignore[union-attr]
+
+
+def test_an_onnx_runtime_exception_fails_its_batch_and_the_worker_lives_on() -> None:
+    """ONNX Runtime's exception types subclass plain Exception; one used to end the worker for good."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+    def run(batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        if (batch < 0).any():
+            raise InvalidArgument("indices element out of data bounds")
+        return np.zeros((len(batch), 7), np.float32)
+
+    async def body(batcher: DynamicBatcher) -> None:
+        with pytest.raises(InvalidArgument):
+            await batcher.classify(faces(-1))
+        assert (await batcher.classify(faces(1, 3))).shape == (3, 7)
+        assert batcher.failure is None
+
+    asyncio.run(with_batcher(run, body))  # type: ignore[arg-type]
+
+
+def test_a_worker_that_ends_fails_what_waits_and_says_why() -> None:
+    """A bug in the batcher's own code ends the worker: waiting and later callers fail at once, stop() returns."""
+
+    def broken_metrics(_: int) -> None:
+        raise ZeroDivisionError("metrics bug")
+
+    async def body() -> None:
+        batcher = DynamicBatcher(Recorder(), max_batch=8, max_wait_ms=1, queue_size=64, on_batch=broken_metrics)
+        await batcher.start()
+        with pytest.raises(RuntimeError, match="classifier worker stopped"):
+            await asyncio.wait_for(batcher.classify(faces(1)), 5)
+        assert batcher.failure and "metrics bug" in batcher.failure
+        with pytest.raises(RuntimeError, match="classifier worker stopped"):
+            await batcher.classify(faces(2))
+        await asyncio.wait_for(batcher.stop(), 5)
+
+    asyncio.run(body())

@@ -37,18 +37,18 @@ def test_webp_lossless_and_extended_headers() -> None:
 def test_decode_is_what_training_decodes(image_format: ImageFormat) -> None:
     data = ENCODED[image_format]
     expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    np.testing.assert_array_equal(decode(data, max_pixels=10**7), expected)
+    np.testing.assert_array_equal(decode(data, max_pixels=10**7, max_pixel_scans=10**12), expected)
 
 
 def test_pixel_limit_comes_from_the_header() -> None:
     with pytest.raises(TooManyPixels):
-        decode(ENCODED[ImageFormat.PNG], max_pixels=640 * 480 - 1)
-    assert decode(ENCODED[ImageFormat.PNG], max_pixels=640 * 480).shape == (480, 640, 3)
+        decode(ENCODED[ImageFormat.PNG], max_pixels=640 * 480 - 1, max_pixel_scans=10**12)
+    assert decode(ENCODED[ImageFormat.PNG], max_pixels=640 * 480, max_pixel_scans=10**12).shape == (480, 640, 3)
 
 
 def test_exif_orientation_is_applied() -> None:
     rotated = with_exif_orientation(encode(cv2.rotate(SCENE, cv2.ROTATE_90_CLOCKWISE), ".jpg"), 8)
-    assert decode(rotated, max_pixels=10**7).shape == (480, 640, 3)
+    assert decode(rotated, max_pixels=10**7, max_pixel_scans=10**12).shape == (480, 640, 3)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_exif_orientation_is_applied() -> None:
 )
 def test_refusals(data: bytes, error: type[DeepFERError]) -> None:
     with pytest.raises(error):
-        decode(data, max_pixels=10**7)
+        decode(data, max_pixels=10**7, max_pixel_scans=10**12)
 
 
 SMALL = {
@@ -87,7 +87,7 @@ def test_mutated_images_decode_or_raise_a_deepfer_error(name: str, cuts: list[tu
             data[position] = value
     data = data[: max(1, len(data) - truncate)] if truncate % 3 == 0 else data
     try:
-        image = decode(bytes(data), max_pixels=10**6)
+        image = decode(bytes(data), max_pixels=10**6, max_pixel_scans=10**12)
     except DeepFERError as error:
         assert 400 <= error.status < 500
     else:
@@ -98,6 +98,6 @@ def test_mutated_images_decode_or_raise_a_deepfer_error(name: str, cuts: list[tu
 @given(st.binary(max_size=512))
 def test_random_bytes_never_crash(data: bytes) -> None:
     try:
-        decode(data, max_pixels=10**6)
+        decode(data, max_pixels=10**6, max_pixel_scans=10**12)
     except DeepFERError as error:
         assert 400 <= error.status < 500

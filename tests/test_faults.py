@@ -161,8 +161,7 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     assert not cut_off, cut_off
     drained = [o for o in outcomes if o.status == 200 and o.sent_s < terminated_at < o.done_s]
     assert drained, "no request was in flight at SIGTERM, so the test proved nothing; raise the load"
-    # uvicorn re-raises SIGTERM once drained, so "terminated by SIGTERM" is the clean exit (see test_cli.py).
-    assert server.returncode in (0, -signal.SIGTERM), server.returncode
+    assert server.returncode == 0, server.returncode  # drained: a clean exit, not "killed by SIGTERM"
     assert exited_after_s < GRACEFUL_SHUTDOWN_S, f"took {exited_after_s:.1f} s to drain and exit"
 
 
