@@ -130,7 +130,7 @@ async def _analyse_files(paths: list[Path], options: Options, settings: Settings
                     return path, ErrorBody(code=error.code, message=error.message)
                 except OSError as error:
                     return path, ErrorBody(code="unreadable", message=str(error))
-            response = PredictResponse.build(analysis.width, analysis.height, analysis.faces, pipeline.model)
+            response = PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
             return path, (analysis, response)
 
         return list(await asyncio.gather(*(one(path) for path in paths)))
