@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
@@ -33,6 +35,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deepfer", description="DeepFER facial emotion recognition")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(subcommands)
@@ -43,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"deepfer: cannot start: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `deepfer predict ... | head` closed the pipe: not an error worth a traceback. Point stdout at devnull so
+        # the interpreter's final flush does not raise again (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _package_version() -> str:
+    try:
+        return version("deepfer")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
