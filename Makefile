@@ -1,5 +1,6 @@
 # The two commands of the README's quick start, and the few others a developer needs.
-#   make serve   install the service (no TensorFlow) and start it with the shipped models on port 8000
+#   make serve   install the service (no TensorFlow) and start it with the shipped models on port 8000; every
+#                DEEPFER_* setting applies (DEEPFER_PORT=8001 make serve)
 #   make test    install everything the tests need (training extra, test tools, Debian packages) and run them
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -20,7 +21,7 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.serve-deps
 
 serve: $(VENV)/.serve-deps
-	$(BIN)/deepfer serve --port 8000
+	$(BIN)/deepfer serve
 
 test: $(VENV)/.test-deps
 	bash docker/ci-deps.sh

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.contract import FACE_SIZE, LABELS
-from service.errors import DeepFERError, RequestTimeout, Unauthorized
+from service.errors import DeepFERError, Forbidden, ModelLoadError, ModelRejected, RequestTimeout, Unauthorized
 from service.pipeline import Options, Pipeline
 from service.schemas import (
     BatchItem,
@@ -25,6 +25,7 @@ from service.schemas import (
     ErrorResponse,
     Health,
     ModelResponse,
+    ModelSummary,
     PredictJSONRequest,
     PredictResponse,
     Readiness,
@@ -67,6 +68,18 @@ async def require_api_key(
         matched |= hmac.compare_digest(given.encode(), key.get_secret_value().encode())
     if not matched:
         raise Unauthorized("invalid API key")
+
+
+async def require_admin_token(
+    request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Admin routes take only the admin token, never an API key: a client that may predict may not reload."""
+    token = _settings(request).admin_token
+    if token is None:
+        raise Forbidden("admin routes are off: set DEEPFER_ADMIN_TOKEN to use them")
+    given = bearer.credentials if bearer else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("admin routes need 'Authorization: Bearer <admin token>'")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -113,8 +126,27 @@ _BATCH_BODY = {
     }
 }
 
-open_router = APIRouter(tags=["health"])
+#: The tags every route carries, in the order /docs shows them.
+TAGS: list[dict[str, Any]] = [
+    {"name": "prediction", "description": "Faces and their emotions, for one image or a batch"},
+    {"name": "model", "description": "What the service serves"},
+    {"name": "operations", "description": "Health, readiness and Prometheus metrics"},
+    {"name": "admin", "description": "Model reload; needs DEEPFER_ADMIN_TOKEN"},
+]
+
+_METRICS_EXAMPLE = 'deepfer_requests_total{route="/predict",status="200"} 42.0'
+
+open_router = APIRouter(tags=["operations"])
 router = APIRouter(dependencies=[Depends(require_api_key)], responses={401: _ERRORS[401]})
+admin_router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin_token)],
+    responses={
+        401: {"model": ErrorResponse, "description": "missing or wrong admin token"},
+        403: {"model": ErrorResponse, "description": "no admin token configured"},
+    },
+)
 
 
 async def _options(
@@ -143,6 +175,8 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
     response_model=PredictResponse,
     responses=_PREDICT_ERRORS,
     openapi_extra=_IMAGE_BODY,
+    operation_id="predict",
+    tags=["prediction"],
     summary="Emotions of every face in one image (multipart field 'file' or JSON {'image': base64})",
 )
 async def predict(request: Request, options: Annotated[Options, Depends(_options)]) -> PredictResponse:
@@ -152,7 +186,7 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
             request, field_name="file", max_upload_bytes=settings.max_upload_bytes, max_files=1
         )
         analysis = await pipeline.analyze(upload.data, options)
-    return PredictResponse.build(analysis.width, analysis.height, analysis.faces, pipeline.model)
+    return PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
 
 
 @router.post(
@@ -160,6 +194,8 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
     response_model=BatchResponse,
     responses=_PREDICT_ERRORS,
     openapi_extra=_BATCH_BODY,
+    operation_id="predict_batch",
+    tags=["prediction"],
     summary="Several images (multipart field 'files'); a bad file gives an error entry, not a failed batch",
 )
 async def predict_batch(request: Request, options: Annotated[Options, Depends(_options)]) -> BatchResponse:
@@ -169,8 +205,9 @@ async def predict_batch(request: Request, options: Annotated[Options, Depends(_o
         try:
             analysis = await pipeline.analyze(data, options)
         except DeepFERError as error:
+            request.app.state.metrics.errors.labels(error.code).inc()
             return BatchItem(index=index, filename=filename, error=ErrorBody(code=error.code, message=error.message))
-        result = PredictResponse.build(analysis.width, analysis.height, analysis.faces, pipeline.model)
+        result = PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
         return BatchItem(index=index, filename=filename, result=result)
 
     async with _deadline(settings):
@@ -185,7 +222,13 @@ async def predict_batch(request: Request, options: Annotated[Options, Depends(_o
     return BatchResponse(results=list(items))
 
 
-@router.get("/model", response_model=ModelResponse, summary="The emotion model's labels, version and metrics")
+@router.get(
+    "/model",
+    response_model=ModelResponse,
+    operation_id="get_model",
+    tags=["model"],
+    summary="The emotion model's labels, version and metrics",
+)
 async def model(request: Request) -> ModelResponse:
     pipeline, settings = _pipeline(request), _settings(request)
     info = pipeline.model
@@ -206,13 +249,35 @@ async def model(request: Request) -> ModelResponse:
     )
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text exposition format)")
+@admin_router.post(
+    "/reload",
+    response_model=ModelSummary,
+    operation_id="reload_model",
+    responses={422: {"model": ErrorResponse, "description": "the new file was rejected; the old model serves on"}},
+    summary="Load the configured model files again and swap them in without dropping a request (as SIGHUP does)",
+)
+async def reload_model(request: Request) -> ModelSummary:
+    try:
+        info = await _pipeline(request).reload()
+    except ModelLoadError as error:
+        raise ModelRejected(f"{error}; still serving the previous model") from None
+    return ModelSummary(name=info.name, version=info.version, sha256=info.sha256)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    operation_id="get_metrics",
+    tags=["operations"],
+    responses={200: {"content": {"text/plain": {"example": _METRICS_EXAMPLE}}}},
+    summary="Prometheus metrics (text exposition format)",
+)
 async def metrics(request: Request) -> Response:
     collectors = request.app.state.metrics
     return Response(collectors.render(), media_type=collectors.content_type)
 
 
-@open_router.get("/healthz", response_model=Health, summary="The process is alive")
+@open_router.get("/healthz", response_model=Health, operation_id="healthz", summary="The process is alive")
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -221,6 +286,7 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "warming up, draining, or the classifier worker stopped"}},
+    operation_id="readyz",
     summary="Models loaded and warmed up: route traffic here",
 )
 async def readyz(request: Request, response: Response) -> Readiness:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 import cv2
@@ -23,6 +24,7 @@ from starlette.responses import Response
 
 from service import api
 from service.demo import install_demo
+from service.docs import install_docs
 from service.errors import ModelLoadError, error_response, install_error_handlers
 from service.metrics import Metrics
 from service.observability import REQUEST_ID_HEADER, RequestMiddleware
@@ -30,6 +32,14 @@ from service.pipeline import Pipeline, open_pipeline
 from service.settings import Settings
 
 log = logging.getLogger("deepfer")
+
+_DESCRIPTION = """\
+Send an image; get every face's box, five landmarks and the probabilities of the seven FER2013 emotions.
+
+* Images: JPEG, PNG, WebP or BMP, as multipart field `file` or JSON `{"image": "<base64>"}`.
+* Authentication: when the service has API keys, send `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+* Errors: every 4xx/5xx body is `{"error": {"code", "message"}}`; 503 comes with `Retry-After`.
+"""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -39,13 +49,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with open_pipeline(settings, metrics) as pipeline:
+            async with open_pipeline(settings, metrics) as pipeline, _scrape_port(settings, metrics):
                 app.state.pipeline = pipeline
                 warm_up = asyncio.create_task(_warm_up(app, pipeline))
                 try:
-                    yield
+                    with _reload_on_sighup(pipeline):
+                        yield
                 finally:
                     app.state.ready, app.state.ready_detail = False, "shutting down"
+                    # A shutdown during warm-up (a failed port bind, say) must not log "ready" afterwards.
+                    warm_up.cancel()
                     await asyncio.gather(warm_up, return_exceptions=True)
         except ModelLoadError as error:
             log.critical("cannot start: %s", error)
@@ -56,9 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
         title="DeepFER",
         version=_package_version(),
         summary="Facial emotion recognition: YuNet face detection + a FER2013 classifier on ONNX Runtime.",
+        description=_DESCRIPTION,
+        license_info={"name": "MIT", "identifier": "MIT"},
+        openapi_tags=api.TAGS,
+        docs_url=None,  # served offline by service.docs when open
+        redoc_url=None,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
         # Starlette would answer /predict/ with a redirect whose Location is built from the client's Host header;
         # an unknown path is a 404 instead.
@@ -68,10 +84,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.ready, app.state.ready_detail = False, "loading models"
     app.state.draining = False  # set on SIGTERM by server.DrainingServer
-    install_error_handlers(app)
+    install_error_handlers(app, on_error=lambda code: metrics.errors.labels(code).inc())
     app.include_router(api.open_router)
     app.include_router(api.router)
+    app.include_router(api.admin_router)
     install_demo(app)
+    if docs:
+        install_docs(app)
     if settings.cors_origins:
         app.add_middleware(
             _EnvelopeCORSMiddleware,
@@ -99,6 +118,52 @@ class _EnvelopeCORSMiddleware(CORSMiddleware):
 def app_from_env() -> FastAPI:
     """uvicorn factory for ``workers > 1``: each worker process reads its settings from DEEPFER_* itself."""
     return create_app(Settings())
+
+
+@asynccontextmanager
+async def _scrape_port(settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
+    """The open /metrics listener of ``metrics_port``, for as long as the app runs."""
+    if settings.metrics_port is None:
+        yield
+        return
+    server = metrics.serve_on(settings.host, settings.metrics_port)
+    log.info("metrics listener", extra={"host": settings.host, "port": settings.metrics_port})
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def _reload_on_sighup(pipeline: Pipeline) -> Iterator[None]:
+    """``kill -HUP`` reloads the models, as the admin route does. Only the main thread may own signals, so a
+    server started in a thread (the tests' servers) skips this; several workers get uvicorn's own SIGHUP."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()  # strong references, or a running reload could be collected
+
+    def reload() -> None:
+        task = loop.create_task(_reload_logged(pipeline))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (ValueError, RuntimeError, NotImplementedError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def _reload_logged(pipeline: Pipeline) -> None:
+    """A SIGHUP reload has no caller to answer: its outcome goes to the log (and the reload metrics)."""
+    try:
+        await pipeline.reload()
+    except ModelLoadError as error:
+        log.error("model reload rejected, the previous model keeps serving: %s", error)
 
 
 async def _warm_up(app: FastAPI, pipeline: Pipeline) -> None:

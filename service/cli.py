@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deepfer", description="DeepFER facial emotion recognition")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(subcommands)
@@ -42,6 +45,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"deepfer: cannot start: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `deepfer predict ... | head` closed the pipe: not an error worth a traceback. Point stdout at devnull so
+        # the interpreter's final flush does not raise again (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _package_version() -> str:
+    try:
+        return version("deepfer")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,7 +139,7 @@ async def _analyse_files(paths: list[Path], options: Options, settings: Settings
                     return path, ErrorBody(code=error.code, message=error.message)
                 except OSError as error:
                     return path, ErrorBody(code="unreadable", message=str(error))
-            response = PredictResponse.build(analysis.width, analysis.height, analysis.faces, pipeline.model)
+            response = PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
             return path, (analysis, response)
 
         return list(await asyncio.gather(*(one(path) for path in paths)))

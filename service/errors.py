@@ -9,6 +9,7 @@ error JSON and a new failure mode is one class here.
         InvalidBase64     400 invalid_base64        JSON "image" is not base64
         BadImage          400 bad_image             not an image, truncated or corrupt
       Unauthorized        401 unauthorized          API keys configured and none/wrong given
+      Forbidden           403 forbidden             an admin route while no admin token is configured
       TooLarge            413 too_large             upload over max_upload_bytes (checked while streaming)
         TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
         TooManyScans      413 too_many_scans        a JPEG with more scans than any encoder writes, or
@@ -18,6 +19,7 @@ error JSON and a new failure mode is one class here.
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
       Overloaded          503 overloaded            inference queue full (+ Retry-After)
       RequestTimeout      504 timeout               request_timeout_s exceeded
+      ModelRejected       422 model_rejected        a reload's new model file fails to load; the old one serves on
 
     ModelLoadError                                  startup only: missing, corrupt or contract-breaking model
 
@@ -30,6 +32,7 @@ runs, use the envelope too (``server``): 408 ``header_timeout``, 431 ``headers_t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from fastapi import FastAPI, Request
@@ -79,6 +82,11 @@ class Unauthorized(DeepFERError):
         return {"WWW-Authenticate": 'Bearer realm="deepfer"'}
 
 
+class Forbidden(DeepFERError):
+    code = "forbidden"
+    status = 403
+
+
 class TooLarge(DeepFERError):
     code = "too_large"
     status = 413
@@ -124,6 +132,13 @@ class RequestTimeout(DeepFERError):
     status = 504
 
 
+class ModelRejected(DeepFERError):
+    """A reload refused: the message says which file and why; the models already loaded keep serving."""
+
+    code = "model_rejected"
+    status = 422
+
+
 class ModelLoadError(Exception):
     """A model cannot serve (missing, corrupt, breaks the contract): raised at startup, so the process exits."""
 
@@ -136,27 +151,29 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 
 
-async def _deepfer_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, DeepFERError)
-    return error_response(error.status, error.code, error.message, error.headers())
-
-
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+def _describe(error: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """status, code, message and headers of the answer to any error the handlers receive."""
+    if isinstance(error, DeepFERError):
+        return error.status, error.code, error.message, error.headers()
+    if isinstance(error, RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
+        )
+        return 422, "invalid_request", problems or "invalid request", {}
     assert isinstance(error, HTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
-    return error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
+    return error.status_code, code, str(error.detail), dict(error.headers or {})
 
 
-async def _validation_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
-    )
-    return error_response(422, "invalid_request", problems or "invalid request")
+def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None = None) -> None:
+    """Map every error type to the one envelope, and report each answer's code to ``on_error`` (metrics)."""
+    count = on_error or (lambda _: None)
 
+    async def answer(_: Request, error: Exception) -> JSONResponse:
+        status, code, message, headers = _describe(error)
+        count(code)
+        return error_response(status, code, message, headers)
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error type to the one envelope; Starlette picks the handler by the exception's MRO."""
-    app.add_exception_handler(DeepFERError, _deepfer_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette picks the handler by the exception's MRO, so subclasses are covered.
+    for kind in (DeepFERError, HTTPException, RequestValidationError):
+        app.add_exception_handler(kind, answer)

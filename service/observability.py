@@ -121,6 +121,7 @@ class RequestMiddleware:
             status = CLIENT_CLOSED
         except Exception:  # the one last-resort boundary: log with traceback, answer the envelope, keep serving
             error_log.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
+            self.metrics.errors.labels("internal").inc()
             if not started:
                 response = error_response(500, "internal", f"internal error; quote request id {request_id}")
                 await response(scope, receive, send_with_id)

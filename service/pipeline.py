@@ -4,6 +4,12 @@
 and align run together on a worker thread (OpenCV and ONNX Runtime release the GIL, so two images really run
 on two cores); classification goes through the ``DynamicBatcher`` so faces from concurrent requests share one
 ONNX run.
+
+``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked and
+warmed up beside the served ones, with a batcher of their own; one attribute assignment then sends every new
+request to them. A request holds the models it started with until it ends, so in-flight requests finish on
+the old models (and say so in their answer), and the old batcher stops once its last request has left. A file
+that fails to load raises ``ModelLoadError`` and the old models keep serving.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from service.classifier import EmotionClassifier, ModelInfo
 from service.contract import INPUT_SHAPE, LABELS
 from service.decode import decode
 from service.detect import Detection, FaceDetector
-from service.errors import Overloaded
+from service.errors import ModelLoadError, Overloaded
 from service.metrics import Metrics
 from service.preprocess import align_face, face_from_crop, to_batch
 from service.settings import Settings
@@ -64,6 +70,7 @@ class Analysis:
     width: int
     height: int
     faces: list[FaceResult]
+    model: ModelInfo  # the classifier that produced ``faces`` (a reload may have swapped it since)
 
 
 @dataclass(frozen=True)
@@ -76,35 +83,44 @@ class _Located:
     crops: list[NDArray[np.uint8]]
 
 
+@dataclass
+class _Served:
+    """One loaded pair of models and the batcher feeding its classifier; ``users`` counts requests holding it."""
+
+    detector: FaceDetector
+    classifier: EmotionClassifier
+    batcher: DynamicBatcher
+    users: int = 0
+
+
 class Pipeline:
     """The loaded models, the batcher and the worker threads, with ``analyze`` as the one entry point."""
 
-    def __init__(
-        self,
-        detector: FaceDetector,
-        classifier: EmotionClassifier,
-        batcher: DynamicBatcher,
-        executor: ThreadPoolExecutor,
-        *,
-        settings: Settings,
-        metrics: Metrics,
-    ) -> None:
-        self.detector = detector
-        self.classifier = classifier
-        self._batcher = batcher
+    def __init__(self, served: _Served, executor: ThreadPoolExecutor, *, settings: Settings, metrics: Metrics) -> None:
+        self._served = served
         self._executor = executor
         self._settings = settings
         self._metrics = metrics
         self._in_flight = 0
+        self._reloading = asyncio.Lock()
+        metrics.served_model(self.model.name, self.model.version, self.model.sha256)
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._served.detector
+
+    @property
+    def classifier(self) -> EmotionClassifier:
+        return self._served.classifier
 
     @property
     def model(self) -> ModelInfo:
-        return self.classifier.info
+        return self._served.classifier.info
 
     @property
     def failure(self) -> str | None:
         """Why this pipeline can no longer serve (its batcher's worker ended), or None."""
-        return self._batcher.failure
+        return self._served.batcher.failure
 
     async def analyze(self, data: bytes, options: Options) -> Analysis:
         """Encoded image -> every face with its emotion probabilities, largest face first."""
@@ -115,27 +131,56 @@ class Pipeline:
                 self._settings.retry_after_s,
             )
         self._count_in_flight(+1)
+        served = self._served  # this request's models from here to the end, whatever a reload does meanwhile
+        served.users += 1
         # The slot is given back when the pipeline thread's work ends, not when this coroutine does: a request that
         # times out is cancelled here, but the thread keeps decoding, and that work must go on counting against
         # max_concurrent_images, or overload would pile up hidden work instead of answering 503.
         loop = asyncio.get_running_loop()
-        work = self._executor.submit(self.locate, data, options)
+        work = self._executor.submit(self.locate, data, options, served.detector)
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._count_in_flight, -1))
         try:
             located = await asyncio.wrap_future(work)
             with self._timed("classify"):
-                probabilities = await self._batcher.classify(to_batch(located.crops))  # k x 48x48x1 -> k x 7
+                probabilities = await served.batcher.classify(to_batch(located.crops))  # k x 48x48x1 -> k x 7
         except Overloaded:
             self._metrics.rejected.inc()
             raise
+        finally:
+            served.users -= 1
         self._metrics.faces_per_request.observe(len(located.crops))
-        return Analysis(located.width, located.height, _results(located, probabilities))
+        return Analysis(located.width, located.height, _results(located, probabilities), served.classifier.info)
+
+    async def reload(self) -> ModelInfo:
+        """Load the configured model files beside the served ones and swap them in; see the module docstring.
+
+        Raises ``ModelLoadError`` (old models untouched) when a new file is missing, corrupt or off-contract.
+        Reloads run one at a time; the call returns once the old models have served their last request.
+        """
+        async with self._reloading:
+            try:
+                detector, classifier = await asyncio.to_thread(_load_warm, self._settings)
+            except ModelLoadError:
+                self._metrics.reloads.labels("rejected").inc()
+                raise
+            fresh = _Served(detector, classifier, await _start_batcher(classifier, self._settings, self._metrics))
+            old, self._served = self._served, fresh
+            self._metrics.served_model(self.model.name, self.model.version, self.model.sha256)
+            self._metrics.reloads.labels("ok").inc()
+            log.info("model reloaded", extra={"model_version": self.model.version, "model_sha256": self.model.sha256})
+            await _retire(old)
+            return self.model
+
+    async def close(self) -> None:
+        """Stop the serving batcher, after any reload in progress (uvicorn has drained the requests by now)."""
+        async with self._reloading:
+            await self._served.batcher.stop()
 
     def _count_in_flight(self, change: int) -> None:
         self._in_flight += change
         self._metrics.images_in_flight.set(self._in_flight)
 
-    def locate(self, data: bytes, options: Options) -> _Located:
+    def locate(self, data: bytes, options: Options, detector: FaceDetector | None = None) -> _Located:
         """Decode, detect and align on the calling (worker) thread; bytes -> faces as 48x48 uint8 crops."""
         with self._timed("decode"):
             image = decode(
@@ -145,16 +190,14 @@ class Pipeline:
         if not options.detect:
             return _Located(width, height, [None], [face_from_crop(image)])
         with self._timed("detect"):
-            detections = _select(self.detector.detect(image), options)  # largest first
+            detections = _select((detector or self.detector).detect(image), options)  # largest first
         with self._timed("align"):
             crops = [align_face(image, found.box, found.landmarks) for found in detections]  # 48x48 uint8 each
         return _Located(width, height, list(detections), crops)
 
     def warm_up(self) -> None:
         """Run each model once at full size, so the first request does not pay for ORT's lazy initialisation."""
-        self.detector.detect(np.zeros((480, 640, 3), dtype=np.uint8))
-        for size in sorted({1, self._settings.max_batch}):
-            self.classifier.run(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+        _warm_up(self.detector, self.classifier, self._settings.max_batch)
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -182,10 +225,20 @@ def load_models(settings: Settings) -> tuple[FaceDetector, EmotionClassifier]:
     return detector, classifier
 
 
-@asynccontextmanager
-async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[Pipeline]:
-    """Load both models (failing fast with ModelLoadError), start the batcher; stop it all on exit."""
+def _warm_up(detector: FaceDetector, classifier: EmotionClassifier, max_batch: int) -> None:
+    detector.detect(np.zeros((480, 640, 3), dtype=np.uint8))
+    for size in sorted({1, max_batch}):
+        classifier.run(np.zeros((size, *INPUT_SHAPE), dtype=np.float32))
+
+
+def _load_warm(settings: Settings) -> tuple[FaceDetector, EmotionClassifier]:
+    """A reload's new models, warmed up before they take traffic (on a worker thread: this takes ~1 s)."""
     detector, classifier = load_models(settings)
+    _warm_up(detector, classifier, settings.max_batch)
+    return detector, classifier
+
+
+async def _start_batcher(classifier: EmotionClassifier, settings: Settings, metrics: Metrics) -> DynamicBatcher:
     batcher = DynamicBatcher(
         classifier.run,
         max_batch=settings.max_batch,
@@ -195,6 +248,21 @@ async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[P
         on_batch=metrics.batch_size.observe,
         on_queue_depth=metrics.queue_depth.set,
     )
+    await batcher.start()
+    return batcher
+
+
+async def _retire(served: _Served) -> None:
+    """Stop a swapped-out batcher once no request holds it; the requests themselves are bounded by their timeout."""
+    while served.users:
+        await asyncio.sleep(0.01)
+    await served.batcher.stop()
+
+
+@asynccontextmanager
+async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[Pipeline]:
+    """Load both models (failing fast with ModelLoadError), start the batcher; stop it all on exit."""
+    detector, classifier = load_models(settings)
     cv2.setNumThreads(settings.opencv_threads)  # process-wide; see Settings.opencv_threads
     executor = ThreadPoolExecutor(
         max_workers=settings.pipeline_threads,
@@ -202,11 +270,12 @@ async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[P
         initializer=_lower_thread_priority,
         initargs=(settings.pipeline_nice,),
     )
-    await batcher.start()
+    served = _Served(detector, classifier, await _start_batcher(classifier, settings, metrics))
+    pipeline = Pipeline(served, executor, settings=settings, metrics=metrics)
     try:
-        yield Pipeline(detector, classifier, batcher, executor, settings=settings, metrics=metrics)
+        yield pipeline
     finally:
-        await batcher.stop()
+        await pipeline.close()
         executor.shutdown(wait=True)
 
 

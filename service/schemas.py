@@ -7,18 +7,33 @@ API models.
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.contract import LABELS
 
+#: A real answer of the service for tests/data/scenes/scene_0000.jpg, shown in /docs and the README;
+#: tests/test_examples.py checks it against a live run (and rewrites it with DEEPFER_UPDATE_EXAMPLES=1).
+PREDICT_EXAMPLE = Path(__file__).resolve().parent / "examples" / "predict.json"
+
 if TYPE_CHECKING:
     from service.classifier import ModelInfo as ModelRecord
     from service.pipeline import FaceResult
 
 
+#: The seven labels as an enum, so the schema (and every generated client) lists the values ``emotion`` takes.
+Emotion = StrEnum("Emotion", {label: label for label in LABELS})  # type: ignore[misc]
+
+
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"code": "bad_image", "message": "cannot decode the image: truncated"}]}
+    )
+
     code: str = Field(description="stable machine-readable reason, e.g. bad_image, too_large, overloaded")
     message: str = Field(description="what was wrong, for a human")
 
@@ -34,7 +49,10 @@ class PredictJSONRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="the image file's bytes, base64 (a data: URL prefix is accepted)")
+    image: str = Field(
+        description="the image file's bytes, base64 (a data: URL prefix is accepted)",
+        examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."],
+    )
 
 
 class Box(BaseModel):
@@ -72,10 +90,13 @@ class Probabilities(BaseModel):
 
 
 class Face(BaseModel):
+    # Plain strings inside the service; the enum is there for the schema and for validation.
+    model_config = ConfigDict(use_enum_values=True)
+
     box: Box = Field(description="face box in the original image's pixels (after EXIF rotation)")
     detection_score: float | None = Field(description="YuNet confidence; null when detect=false")
     landmarks: Landmarks | None = Field(description="null when detect=false")
-    emotion: str = Field(description="the most probable emotion")
+    emotion: Emotion = Field(description="the most probable emotion")
     probabilities: Probabilities
 
 
@@ -90,7 +111,14 @@ class ModelSummary(BaseModel):
     sha256: str
 
 
+def _add_predict_example(schema: dict[str, Any]) -> None:
+    """Read when the schema is built (first /openapi.json), not at import."""
+    schema["examples"] = [json.loads(PREDICT_EXAMPLE.read_text(encoding="utf-8"))]
+
+
 class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_add_predict_example)
+
     faces: list[Face] = Field(description="largest face first; empty when no face was found")
     image: ImageSize
     model: ModelSummary

@@ -105,8 +105,14 @@ class Settings(BaseSettings):
     )
     max_batch_files: int = Field(16, ge=1, description="files in one /predict/batch request")
 
+    # Metrics: by default /metrics is on the API port, behind the API keys. A scrape port serves it there too,
+    # with no key, for scrapers that cannot send one (Kubernetes' prometheus.io annotations); keep it in-cluster.
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="open /metrics listener; none if unset")
+
     # Security.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # POST /admin/reload needs "Authorization: Bearer <admin_token>"; unset, the route answers 403.
+    admin_token: SecretStr | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # /docs, /redoc and /openapi.json describe every route to whoever asks; with keys set they are closed unless
     # opened on purpose. None: open without keys, closed with them.
@@ -126,4 +132,11 @@ class Settings(BaseSettings):
         """An image with ``max_faces`` faces must fit the queue, or it would get 503 (and retry) forever."""
         if self.queue_size < self.max_faces:
             raise ValueError(f"queue_size ({self.queue_size}) must be at least max_faces ({self.max_faces})")
+        return self
+
+    @model_validator(mode="after")
+    def _one_process_per_scrape_port(self) -> Settings:
+        """Each worker would bind the scrape port, and all but one would fail."""
+        if self.metrics_port is not None and self.workers > 1:
+            raise ValueError("metrics_port needs workers=1: run more replicas instead of more workers")
         return self

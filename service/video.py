@@ -277,7 +277,7 @@ async def local_analyser(settings: Settings) -> AsyncIterator[FrameAnalyser]:
             if not ok:
                 raise VideoError(f"cannot encode a frame of shape {frame.shape}")
             analysis = await pipeline.analyze(encoded.tobytes(), Options())
-            return PredictResponse.build(analysis.width, analysis.height, analysis.faces, pipeline.model)
+            return PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
 
         yield analyse
 

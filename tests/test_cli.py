@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 import cv2
@@ -112,3 +113,21 @@ def test_sigterm_drains_in_flight_requests() -> None:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    result = deepfer("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"deepfer {version('deepfer')}"
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`deepfer predict photo.jpg | head` must not end in a BrokenPipeError traceback: the reader is gone
+    before the answer is written."""
+    command = [sys.executable, "-m", "service.cli", "predict", str(SCENES[0])]
+    reader = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()
+    with reader.stderr:
+        stderr = reader.stderr.read().decode()
+    reader.wait(timeout=60)
+    assert "Traceback" not in stderr, stderr

@@ -20,6 +20,8 @@ import pytest
 from imaging import DATA
 
 from service.contract import LABELS
+from service.demo import CONTENT_SECURITY_POLICY
+from service.docs import REDOC_CONTENT_SECURITY_POLICY
 
 CHROMIUM = Path(os.environ.get("DEEPFER_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.is_file():
@@ -266,3 +268,42 @@ def test_api_key_field_unlocks_a_protected_service(
         sync_api.expect(page.locator("#model-info")).to_contain_text("Model:")
     # The refused requests were the point of the first half; anything else logged still fails the test.
     console_errors[:] = [error for error in console_errors if "401" not in error]
+
+
+def test_api_docs_render_with_the_network_closed(page: Any, server_url: str, console_errors: list[str]) -> None:
+    """/docs (Swagger UI) and /redoc draw every operation while every request off this origin is refused, under
+    the demo's Content-Security-Policy (/redoc: plus inline styles and a blob: worker; any violation is a
+    console error, which fails the test, except the one ReDoc provokes: its logo from its vendor's CDN)."""
+    refused: list[str] = []
+
+    def this_origin_only(route: Any) -> None:
+        if route.request.url.startswith(server_url + "/"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", this_origin_only)
+    paths = httpx.get(f"{server_url}/openapi.json").json()["paths"]
+    operations = [operation for methods in paths.values() for operation in methods.values()]
+
+    response = page.goto(server_url + "/docs")
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    page.wait_for_selector(".opblock")
+    assert page.locator(".opblock").count() == len(operations)
+    sync_api.expect(page.locator(".info .title")).to_contain_text("DeepFER")
+    page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=True)
+
+    assert not console_errors, f"/docs: {console_errors}"
+    response = page.goto(server_url + "/redoc")
+    assert response.headers["content-security-policy"] == REDOC_CONTENT_SECURITY_POLICY
+    # ReDoc draws the operations in stages; each gets a section "operation/<operation id>" (and a tag/... alias).
+    drawn = """[...document.querySelectorAll('[data-section-id^="operation/"]')]"""
+    page.wait_for_function(f"n => {drawn}.length === n", arg=len(operations))
+    ids = page.evaluate(f"() => {drawn}.map((s) => s.dataset.sectionId.slice('operation/'.length))")
+    assert sorted(ids) == sorted(op["operationId"] for op in operations)
+    page.screenshot(path=str(ARTIFACTS / "redoc.png"))
+    assert refused == [], f"the docs reached for other hosts: {refused}"
+    vendor_logo = [error for error in console_errors if "cdn.redoc.ly" in error and "blocked" in error]
+    assert len(vendor_logo) == 1, "ReDoc's logo should be refused by the policy"
+    console_errors.remove(vendor_logo[0])

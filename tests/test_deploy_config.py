@@ -13,8 +13,10 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from deploy_helpers import (
     DEEPFER_BIN,
@@ -26,6 +28,8 @@ from deploy_helpers import (
     compose_environment,
     dockerfile_instructions,
     dockerfile_stages,
+    interpolate,
+    k8s_documents,
     k8s_object,
     nginx_directive,
     render_nginx_conf,
@@ -57,7 +61,8 @@ def _every_env_setting() -> Iterator[tuple[str, str, str]]:
         for name, value in compose_environment(service).items():
             yield f"compose service {service_name}", name, value
     for env in k8s_object("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]:
-        yield "k8s Deployment", env["name"], env["value"]
+        # A Secret's value is not in the manifest; any string stands in for it.
+        yield "k8s Deployment", env["name"], env.get("value", "value-from-a-secret")
 
 
 def _name(requirement: str) -> str:
@@ -205,7 +210,8 @@ def test_compose_api_service_is_production_shaped() -> None:
     assert "profiles" not in api, "the CPU service is the default: it must start without a profile"
     assert api["restart"] in {"unless-stopped", "always"}
     assert {"cpus", "memory"} <= set(api["deploy"]["resources"]["limits"])
-    assert api["expose"] == [compose_environment(api)["DEEPFER_PORT"]]
+    environment = compose_environment(api)
+    assert api["expose"] == [environment["DEEPFER_PORT"], environment["DEEPFER_METRICS_PORT"]]
     assert "ports" not in api, "replicas publish no host port, so --scale cannot collide; lb is the entry"
     assert compose_environment(api)["DEEPFER_EXECUTION_PROVIDER"] == "cpu"
     grace_s = float(api["stop_grace_period"].removesuffix("s"))
@@ -272,14 +278,25 @@ def test_nginx_test_substitution_changes_only_servers_and_listen() -> None:
 
 def test_k8s_probes_hit_real_routes_on_the_container_port(get_routes: set[str]) -> None:
     container = _pod_container()
-    (port,) = container["ports"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    ports = {port["name"]: port for port in container["ports"]}
+    port = ports["http"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert port["containerPort"] == int(env["DEEPFER_PORT"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] in get_routes
         assert container[probe]["httpGet"]["port"] == port["name"]
+
+
+def test_k8s_scrape_annotations_name_the_open_metrics_port() -> None:
+    """Annotation scrapers send no API key, so they must point at DEEPFER_METRICS_PORT, not the API port."""
+    container = _pod_container()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    annotations = k8s_object("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"] == int(env["DEEPFER_METRICS_PORT"])
 
 
 def test_k8s_deployment_requests_resources_and_drains() -> None:
@@ -305,3 +322,38 @@ def test_k8s_service_and_hpa_point_at_the_deployment() -> None:
     assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu", "utilisation is a share of the pod's CPU request"
+
+
+# --- Kubernetes schema ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("document", k8s_documents(), ids=lambda doc: f"{doc['kind']}/{doc['metadata']['name']}")
+def test_k8s_manifest_matches_the_kubernetes_schema(document: dict[str, Any]) -> None:
+    """No cluster runs here: kubernetes-validate checks each object against the API server's own JSON schema,
+    strictly (an unknown or misspelt field fails), for the Kubernetes version that package bundles last."""
+    kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_k8s_api_keys_come_from_a_secret() -> None:
+    env = {item["name"]: item for item in _pod_container()["env"]}
+    for name in ("DEEPFER_API_KEYS", "DEEPFER_ADMIN_TOKEN"):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"] == "deepfer"
+
+
+def test_custom_model_is_mounted_where_the_setting_points() -> None:
+    """Compose and k8s both read the classifier from a mounted volume, at the path DEEPFER_CLASSIFIER_PATH names."""
+    api = compose()["services"]["api"]
+    (mount,) = api["volumes"]
+    source, target, mode = interpolate(mount).split(":")
+    assert mode == "ro" and compose_environment(api)["DEEPFER_CLASSIFIER_PATH"].startswith(target + "/")
+    assert (ROOT / source / Path(compose_environment(api)["DEEPFER_CLASSIFIER_PATH"]).name).is_file()
+
+    container = _pod_container()
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    (models,) = [m for m in container["volumeMounts"] if m["name"] == "models"]
+    assert models["readOnly"] and env["DEEPFER_CLASSIFIER_PATH"].startswith(models["mountPath"] + "/")
+    volumes = {v["name"]: v for v in k8s_object("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert (
+        volumes["models"]["persistentVolumeClaim"]["claimName"]
+        == k8s_object("PersistentVolumeClaim")["metadata"]["name"]
+    )

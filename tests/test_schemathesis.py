@@ -42,7 +42,14 @@ CHECKS = [
 ]
 # Negative examples need something to break: only the two image routes take a body and query parameters.
 TAKES_INPUT = [("POST", "/predict"), ("POST", "/predict/batch")]
-OPERATIONS = [*TAKES_INPUT, ("GET", "/model"), ("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/readyz")]
+OPERATIONS = [
+    *TAKES_INPUT,
+    ("GET", "/model"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/admin/reload"),
+]
 CASES = [
     *[pytest.param(method, path, GenerationMode.POSITIVE, id=f"{method} {path}") for method, path in OPERATIONS],
     *[
