@@ -49,3 +49,8 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        values = json.loads(path.read_text())
+        return cls(**{**values, "widths": tuple(values["widths"])})

@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     fit(model, splits, config, out)
 
     record["metrics"] = {**score_best(out, splits), "train_seconds": round(time.time() - started, 1)}
+    with (out / "history.csv").open() as history:
+        record["epochs_trained"] = sum(1 for _ in history) - 1  # one row per epoch under the header
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["metrics"]), flush=True)
     return 0
