@@ -300,3 +300,105 @@ def test_a_model_without_a_run_record_is_checked_on_noise_and_never_calibrated_o
     assert noise.min() >= 0 and noise.max() <= 255
     with pytest.raises(SystemExit, match="no data path"):
         record_faces({}, "train", per_class=1)
+
+
+def test_calibration_puts_the_fitted_temperature_into_the_graph(tmp_path: Path, trained: Path, dataset: Path) -> None:
+    """calibrate fits T on validation; export --calibration then outputs exactly softmax(log p / T) of the raw
+    graph, and records T; a second fit on the calibrated file is refused (it would stack temperatures)."""
+    from training.calibration import apply_temperature
+
+    raw = tmp_path / "raw.onnx"
+    run_module("export", "--model", trained / "best.keras", "--out", raw)
+    run_module("training.calibrate", "--model", raw, "--data", dataset, "--out", tmp_path / "calibration")
+    fitted = json.loads((tmp_path / "calibration" / "temperature.json").read_text())
+    assert 0.25 <= fitted["temperature"] <= 8.0
+    assert fitted["fitted_on"]["split"] == "validation"
+    assert (tmp_path / "calibration" / "reliability_validation.png").is_file()
+    calibrated = tmp_path / "calibrated.onnx"
+    calibration = tmp_path / "calibration" / "temperature.json"
+    run_module("export", "--model", trained / "best.keras", "--out", calibrated, "--calibration", calibration)
+
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    before, after = (ort.InferenceSession(p) for p in (raw, calibrated))
+    raw_answers = before.run(None, {"face": faces})[0]
+    np.testing.assert_allclose(
+        after.run(None, {"face": faces})[0], apply_temperature(raw_answers, fitted["temperature"]), atol=1e-4
+    )
+    metadata = after.get_modelmeta().custom_metadata_map
+    assert float(metadata[MetadataKey.TEMPERATURE]) == pytest.approx(fitted["temperature"], rel=1e-5)
+    assert metadata[MetadataKey.CROP] == "centre_40"
+    again = subprocess.run(
+        [sys.executable, "-m", "training.calibrate", "--model", calibrated, "--data", dataset, "--out", tmp_path],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode != 0 and "already holds temperature" in again.stderr
+
+
+def test_conditions_and_weight_averaging_run_as_documented(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    from training.conditions import CONDITIONS
+
+    out = tmp_path / "conditions"
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported,
+        "--data",
+        dataset,
+        "--out",
+        out,
+        "--split",
+        "validation",
+        "--conditions",
+    )
+    rows = json.loads((out / "conditions.json").read_text())
+    assert set(rows) == {"clean", *CONDITIONS}
+    assert rows["clean"]["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
+
+    run_module("training.average", "--run", trained, "--last", "1")
+    summary = json.loads((trained / "average.json").read_text())
+    assert set(summary["validation_accuracy"]) == {"best.keras", "last_1_epochs"}
+    assert (trained / "averaged.keras").is_file()
+
+
+def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path, exported: Path, dataset: Path) -> None:
+    import shutil
+
+    from service.classifier import EmotionClassifier
+
+    model = tmp_path / "emotion.onnx"
+    shutil.copy(exported, model)
+    shutil.copy(exported.with_suffix(".json"), model.with_suffix(".json"))
+    report = tmp_path / "report"
+    run_module("training.evaluate", "--model", model, "--data", dataset, "--out", report, "--split", "validation")
+    run_module("export.stamp", "--model", model, "--report", report)
+    scored = json.loads((report / "metrics.json").read_text())
+    served = EmotionClassifier(model).info.metrics
+    assert served["evaluation"]["validation"]["accuracy"] == scored["accuracy"]
+    assert served["evaluation"]["validation"]["count"] == scored["count"]
+    assert json.loads(model.with_suffix(".json").read_text())["metrics"] == served
+
+    other = tmp_path / "other"
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported.with_name("emotion-int8.onnx"),
+        "--data",
+        dataset,
+        "--out",
+        other,
+        "--split",
+        "validation",
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "export.stamp", "--model", str(model), "--report", str(other)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "scored another graph" in refused.stderr

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 from numpy.typing import NDArray
 
+from export.stamp import graph_sha256
 from service.classifier import EmotionClassifier
 from service.preprocess import to_batch
 from training.conditions import CONDITIONS, apply_condition
@@ -55,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     probabilities = classifier.run_in_batches(to_batch(faces.faces), args.batch_size)
     seconds = time.perf_counter() - started
     extra = {
-        "model": {"path": str(args.model), "version": classifier.info.version, "sha256": classifier.info.sha256},
+        "model": {
+            "path": str(args.model),
+            "version": classifier.info.version,
+            "sha256": classifier.info.sha256,
+            "graph_sha256": graph_sha256(onnx.load(str(args.model)).graph),
+        },
         "data": {
             "path": str(args.data),
             "split": args.split,
