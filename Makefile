@@ -33,5 +33,5 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.serve-deps
-	$(BIN)/python bench/classifier.py
-	$(BIN)/python bench/http_load.py
+	$(BIN)/python -m bench.classifier
+	$(BIN)/python -m bench.http_load

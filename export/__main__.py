@@ -113,7 +113,7 @@ def onnx_answers(onnx_bytes: bytes, faces: np.ndarray) -> np.ndarray:
     """Load the bytes in a fresh InferenceSession, as any consumer would, check the contract, and classify."""
     import onnxruntime as ort
 
-    from service.contract import check_contract
+    from deepfer.contract import check_contract
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     check_contract(session)

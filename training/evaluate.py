@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from service.classifier import EmotionClassifier
-from service.preprocess import to_batch
+from deepfer.classifier import EmotionClassifier
+from deepfer.preprocess import to_batch
 from training.conditions import CONDITIONS, apply_condition
 from training.data import FaceSet, load_split, sha256_of, validation_faces
 from training.report import per_class_table, score, write_report
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
     data_sha256 = sha256_of(args.data)
-    faces, chosen_by = load_faces(args, classifier.info.metadata, data_sha256)
+    faces, chosen_by = load_faces(args, classifier.model.metadata, data_sha256)
     started = time.perf_counter()
     probabilities = classifier.run_in_batches(to_batch(faces.faces), args.batch_size)
     seconds = time.perf_counter() - started
     extra = {
-        "model": {"path": str(args.model), "version": classifier.info.version, "sha256": classifier.info.sha256},
+        "model": {"path": str(args.model), "version": classifier.model.version, "sha256": classifier.model.sha256},
         "data": {
             "path": str(args.data),
             "split": args.split,

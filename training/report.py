@@ -1,7 +1,7 @@
 """Evaluation figures and tables from predicted probabilities: no model code, so any scorer can reuse it.
 
 Metrics are computed with numpy rather than scikit-learn to keep the train extra small; each is a few lines
-and checked against hand-computed cases in tests/test_report.py.
+and checked against hand-computed cases in tests/training/test_report.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import LABELS
+from deepfer.contract import LABELS
 from training.calibration import ECE_BINS, Reliability, accuracy_at_coverage, negative_log_likelihood, reliability
 
 
