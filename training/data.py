@@ -100,19 +100,24 @@ def stratified_split(labels: NDArray[np.int64], fraction: float, seed: int) -> t
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
+class SplitUnknownError(ValueError):
+    """The validation split a model was trained with cannot be rebuilt: scoring on a guess would inflate it."""
+
+
 def validation_faces(
     model: Path, data: Path, metadata: dict[str, str], data_sha256: str
 ) -> tuple[FaceSet, dict[str, object]]:
     """The part of ``train/`` that the model's training held out, and the parameters that chose it.
 
     Rebuilt from the model's own record, never from flags: a different seed, fraction or per-class limit than
-    training used would quietly mix training faces into it and inflate the score.
+    training used would quietly mix training faces into it and inflate the score. Raises ``SplitUnknownError``
+    when the record does not say, or ``data`` is not what the model was trained on (commands report it).
     """
     config = json.loads(metadata.get(MetadataKey.CONFIG, "{}"))
     if not {"seed", "val_fraction"} <= config.keys():
-        raise SystemExit(f"{model} has no training_config in its metadata: its validation split is unknown")
+        raise SplitUnknownError(f"{model} has no training_config in its metadata: its validation split is unknown")
     if metadata.get(MetadataKey.DATA_SHA256) != data_sha256:
-        raise SystemExit(
+        raise SplitUnknownError(
             f"{data} is not the data {model} was trained on (SHA-256 {data_sha256[:12]}… vs "
             f"{metadata.get(MetadataKey.DATA_SHA256, 'unrecorded')[:12]}…): no validation split to rebuild"
         )

@@ -32,6 +32,7 @@ def test_score_matches_hand_computed_precision_recall_f1() -> None:
     angry = result["per_class"]["angry"]  # precision 1/1, recall 1/2
     assert angry["f1"] == pytest.approx(2 * 1 * 0.5 / 1.5)
     assert result["per_class"]["disgust"]["support"] == 0
+    assert result["per_class"]["disgust"]["auc"] is None  # no disgust face: its one-vs-rest AUC is undefined
 
 
 def test_roc_auc_of_perfect_random_and_inverted_rankings() -> None:
