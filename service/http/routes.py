@@ -238,6 +238,7 @@ async def model(request: Request) -> ModelResponse:
         labels=list(LABELS),
         input={"name": info.input_name, "shape": ["N", FACE_SIZE, FACE_SIZE, 1], "dtype": "float32", "range": "0..255"},
         metrics=info.metrics,
+        evaluation=_evaluation(info.metrics),
         metadata=info.metadata,
         detector={
             "name": settings.detector_path.name,
@@ -246,6 +247,12 @@ async def model(request: Request) -> ModelResponse:
             "max_side_px": settings.detection_max_side_px,
         },
     )
+
+
+def _evaluation(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The served file's own figures, as recorded: never the training run's (those may describe another file)."""
+    evaluation = metrics.get("evaluation")
+    return evaluation if isinstance(evaluation, dict) else None
 
 
 @admin_router.post(

@@ -166,7 +166,11 @@ class ModelResponse(BaseModel):
     sha256: str
     labels: list[str]
     input: dict[str, Any] = Field(description="name, shape and dtype of the classifier input")
-    metrics: dict[str, Any] = Field(description="training/evaluation metrics from the ONNX metadata")
+    metrics: dict[str, Any] = Field(description="the ONNX metadata's metrics entry, as the exporter recorded it")
+    evaluation: dict[str, Any] | None = Field(
+        description="this file's own evaluation figures (the metrics entry's 'evaluation', written when the served "
+        "file itself was scored), or null when the file does not carry them"
+    )
     metadata: dict[str, str] = Field(description="all other metadata_props of the ONNX file")
     detector: dict[str, Any]
 

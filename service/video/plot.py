@@ -23,8 +23,9 @@ _MAX_TIME_TICKS = 8
 
 
 def time_ticks(end_s: float, max_ticks: int = _MAX_TIME_TICKS) -> list[float]:
-    """Round tick positions from 0 to the first tick at or past ``end_s``, at most ``max_ticks`` + 1 of them."""
-    end_s = max(end_s, 1e-3)
+    """Round tick positions from 0 to the first tick at or past ``end_s``, at most ``max_ticks`` + 1 of them; a
+    video analysed at one instant only (``end_s`` 0) gets a one-second axis."""
+    end_s = end_s if end_s > 0 else 1.0
     magnitude = 10.0 ** math.floor(math.log10(end_s / max_ticks))
     step = next(m * magnitude for m in (1, 2, 5, 10) if end_s / (m * magnitude) <= max_ticks)
     count = math.ceil(end_s / step - 1e-9)
@@ -43,7 +44,7 @@ def plot_emotions(results: Sequence[FrameResult], path: Path, *, width: int = 10
     left, right, top, bottom = 60, 130, 40, 50
     plot_w, plot_h = width - left - right, height - top - bottom
     ticks = time_ticks(max((result.time_s for result in results), default=0.0))
-    end_s = ticks[-1] or 1.0
+    end_s = ticks[-1]
 
     def point(time_s: float, probability: float) -> tuple[int, int]:
         return left + round(plot_w * time_s / end_s), top + round(plot_h * (1.0 - probability))

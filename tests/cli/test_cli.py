@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,3 +133,80 @@ def test_a_closed_pipe_ends_quietly() -> None:
         stderr = reader.stderr.read().decode()
     reader.wait(timeout=60)
     assert "Traceback" not in stderr, stderr
+
+
+def test_predict_through_a_server_matches_the_local_pipeline(server_url: str) -> None:
+    """--url sends the files to a running service; its answers are the local pipeline's, file by file."""
+    remote = deepfer("predict", "--url", server_url, "--format", "json", *SCENES)
+    local = deepfer("predict", "--format", "json", *SCENES)
+    assert remote.returncode == 0 == local.returncode, remote.stderr + local.stderr
+    for there, here in zip(json.loads(remote.stdout), json.loads(local.stdout), strict=True):
+        assert there["path"] == here["path"]
+        assert [face["box"] for face in there["faces"]] == [face["box"] for face in here["faces"]]
+        assert [face["emotion"] for face in there["faces"]] == [face["emotion"] for face in here["faces"]]
+
+
+def test_predict_through_a_server_reports_a_refused_file(server_url: str, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = deepfer("predict", "--url", server_url, "--format", "json", SCENES[0], text)
+    assert result.returncode == 1
+    answers = json.loads(result.stdout)
+    assert len(answers[0]["faces"]) == 3 and answers[1]["error"]["code"] == "bad_image"
+
+
+def test_a_dead_url_is_named_in_one_line() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = deepfer("predict", "--url", dead, SCENES[0])
+    assert result.returncode == 2
+    assert dead in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_annotate_several_images_into_a_folder(tmp_path: Path) -> None:
+    """Several inputs need a folder: one drawing per image, named after it; nothing else is written."""
+    folder = tmp_path / "annotated"
+    result = deepfer("predict", *SCENES, "--annotate", f"{folder}/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["scene_0000.jpg", "scene_0002.jpg"]
+    for scene in SCENES:
+        drawn, plain = cv2.imread(str(folder / scene.name)), cv2.imread(str(scene))
+        assert drawn is not None and drawn.shape == plain.shape
+        assert (cv2.absdiff(drawn, plain) > 60).any(), "no box drawn"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["annotated"]
+
+
+def test_annotate_one_file_name_for_several_images_is_refused(tmp_path: Path) -> None:
+    result = deepfer("predict", *SCENES, "--annotate", tmp_path / "out.jpg")
+    assert result.returncode == 2
+    assert "names one file, but 2 images were given" in result.stderr and "--annotate" in result.stderr
+    assert list(tmp_path.iterdir()) == [] and result.stdout == ""  # refused before any work
+
+
+def test_annotate_never_overwrites_an_input(tmp_path: Path) -> None:
+    source = tmp_path / "scene.jpg"
+    source.write_bytes(SCENES[0].read_bytes())
+    result = deepfer("predict", source, "--annotate", source)
+    assert result.returncode == 2 and "overwrite the input" in result.stderr
+    assert source.read_bytes() == SCENES[0].read_bytes()
+
+
+def test_table_columns_line_up_under_their_headers(tmp_path: Path) -> None:
+    """Every value starts (left-aligned columns) or ends (right-aligned ones) where its header does, even with a
+    file name longer than any fixed width."""
+    long_name = tmp_path / ("a-rather-long-file-name-from-a-camera-export-" + SCENES[0].name)
+    long_name.write_bytes(SCENES[0].read_bytes())
+    result = deepfer("predict", long_name, SCENES[1])
+    assert result.returncode == 0, result.stderr
+    header, rule, *rows = result.stdout.splitlines()
+    assert len(rows) == 6
+    spans = [(match.start(), match.end()) for match in re.finditer(r"-+", rule)]
+    titles = ["image", "face", "box (x,y,w,h)", "score", "emotion", "p"]
+    right = {"face", "score", "p"}
+    for (start, end), title in zip(spans, titles, strict=True):
+        cell = header[start:end]
+        assert cell.strip() == title, (title, cell)
+        for row in rows:
+            value = row[start:end]
+            assert value.strip(), (title, row)
+            assert (value[-1] != " ") if title in right else (value[0] != " "), (title, row)

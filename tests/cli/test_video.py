@@ -19,7 +19,9 @@ from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
 from deepfer.drawing import EMOTION_BGR
+from deepfer.video.plot import tick_label, time_ticks
 from tests.imaging import DATA
+from tests.servers import free_port
 
 SCENES = DATA / "scenes"
 SEQUENCE = ("scene_0000.jpg", "scene_0002.jpg", "scene_0000.jpg")
@@ -139,3 +141,26 @@ def test_bad_input_fails_with_one_readable_line(tmp_path: Path, capsys: pytest.C
         main(["video", str(not_a_video), "--out", str(tmp_path / "r.txt")])
     assert exited.value.code == 2
     assert "use .csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("end_s", "ticks"),
+    [
+        (1.375, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4]),  # the test clip: 12 frames at 8 frames/s
+        (7.3, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+        (61.0, [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]),
+        (0.0, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]),  # one analysed frame: a one-second axis
+    ],
+)
+def test_plot_time_axis_has_round_ticks(end_s: float, ticks: list[float]) -> None:
+    """Steps of 1, 2 or 5 times a power of ten, from 0 to the first tick at or past the end, at most 9 ticks."""
+    assert time_ticks(end_s) == pytest.approx(ticks)
+    assert [tick_label(t, 0.2) for t in (0.0, 0.4, 1.2)] == ["0.0s", "0.4s", "1.2s"]
+    assert [tick_label(t, 10.0) for t in (0.0, 70.0)] == ["0s", "70s"]
+
+
+def test_a_dead_url_is_named(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["video", str(clip), "--out", str(tmp_path / "r.csv"), "--url", dead, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert dead in err and "cannot reach" in err

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 from numpy.typing import NDArray
 
 from deepfer.classifier import EmotionClassifier
-from deepfer.contract import LABELS
+from deepfer.contract import LABELS, MetadataKey
 from deepfer.metrics import Metrics
 from deepfer.pipeline import Options, open_pipeline
 from deepfer.preprocess import to_batch
@@ -202,3 +206,22 @@ def read_bytes(name: str) -> bytes:
 def test_settings_refuse_a_queue_smaller_than_one_image() -> None:
     with pytest.raises(ValueError, match="queue_size"):
         Settings(queue_size=4, max_faces=8)
+
+
+def test_model_reports_the_served_files_own_evaluation(
+    client: httpx.Client, live_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    """``evaluation`` is the metrics entry's figures for this very file, shown as recorded, or null without one."""
+    shipped = client.get("/model").json()
+    assert shipped["evaluation"] == shipped["metrics"].get("evaluation")
+
+    model = onnx.load(str(Settings().classifier_path))
+    (metrics,) = [prop for prop in model.metadata_props if prop.key == MetadataKey.METRICS]
+    recorded = {"split": "PublicTest", "count": 3589, "accuracy": 0.669, "macro_f1": 0.641}
+    metrics.value = json.dumps({**json.loads(metrics.value), "evaluation": recorded})
+    scored = tmp_path / "scored.onnx"
+    onnx.save(model, str(scored))
+    with live_server(classifier_path=scored) as url:
+        body = httpx.get(f"{url}/model", timeout=30).json()
+    assert body["evaluation"] == recorded
+    assert body["metrics"]["evaluation"] == recorded  # the metrics entry itself is passed on untouched
