@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml docker/requirements.py ./
 RUN python requirements.py --variant cpu > requirements.txt \
     && /opt/venv/bin/pip install -r requirements.txt
-# Only service/ is copied, so the wheel holds no training/ or export/ code; package-data brings the models.
+# Only service/ (the package deepfer) is copied; the wheel holds that package alone, package-data brings the models.
 # (README.md stays out too: setuptools only notes its absence, and no one reads a long description in here.)
 COPY service/ service/
 # pip and setuptools are build tools: dropping them saves ~25 MB and leaves nothing that installs code at run time.
