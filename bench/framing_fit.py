@@ -42,7 +42,7 @@ from deepfer.preprocess import (
     to_grey,
 )
 from deepfer.settings import Settings
-from training.data import FaceSet, SplitUnknownError, sha256_of, validation_faces
+from training.data import FaceSet, sha256_of, split_errors_exit, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 Image = NDArray[np.uint8]
@@ -173,7 +173,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
+    with split_errors_exit():
         raise SystemExit(main())
-    except SplitUnknownError as error:  # a reusable function's refusal, reported as this command's one line
-        raise SystemExit(str(error)) from None

@@ -25,7 +25,7 @@ from deepfer.classifier import EmotionClassifier
 from deepfer.contract import MetadataKey
 from deepfer.preprocess import to_batch
 from export.smoothing import smooth
-from training.data import SplitUnknownError, sha256_of, validation_faces
+from training.data import sha256_of, split_errors_exit, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 
@@ -62,7 +62,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
+    with split_errors_exit():
         raise SystemExit(main())
-    except SplitUnknownError as error:  # a reusable function's refusal, reported as this command's one line
-        raise SystemExit(str(error)) from None

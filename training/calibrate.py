@@ -16,7 +16,7 @@ from deepfer.contract import MetadataKey
 from deepfer.preprocess import to_batch
 from training.calibration import ECE_BINS, accuracy_at_coverage, apply_temperature, fit_temperature, reliability
 from training.calibration import negative_log_likelihood as nll
-from training.data import SplitUnknownError, sha256_of, validation_faces
+from training.data import sha256_of, split_errors_exit, validation_faces
 from training.report import plot_reliability
 
 
@@ -64,7 +64,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
+    with split_errors_exit():
         raise SystemExit(main())
-    except SplitUnknownError as error:  # a reusable function's refusal, reported as this command's one line
-        raise SystemExit(str(error)) from None

@@ -10,6 +10,7 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -102,6 +103,15 @@ def stratified_split(labels: NDArray[np.int64], fraction: float, seed: int) -> t
 
 class SplitUnknownError(ValueError):
     """The validation split a model was trained with cannot be rebuilt: scoring on a guess would inflate it."""
+
+
+@contextmanager
+def split_errors_exit() -> Iterator[None]:
+    """For a command's ``__main__``: a ``SplitUnknownError`` ends it with its message as the one line."""
+    try:
+        yield
+    except SplitUnknownError as error:
+        raise SystemExit(str(error)) from None
 
 
 def validation_faces(

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from deepfer.classifier import EmotionClassifier
 from deepfer.preprocess import to_batch
 from training.conditions import CONDITIONS, apply_condition
-from training.data import FaceSet, SplitUnknownError, load_split, sha256_of, validation_faces
+from training.data import FaceSet, load_split, sha256_of, split_errors_exit, validation_faces
 from training.report import per_class_table, score, write_report
 
 
@@ -106,7 +106,5 @@ def first_per_class(labels: NDArray[np.int64], limit: int) -> NDArray[np.int64]:
 
 
 if __name__ == "__main__":
-    try:
+    with split_errors_exit():
         raise SystemExit(main())
-    except SplitUnknownError as error:  # a reusable function's refusal, reported as this command's one line
-        raise SystemExit(str(error)) from None
