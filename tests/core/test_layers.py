@@ -109,3 +109,23 @@ def test_each_module_imports_only_its_layer_or_below(path: Path) -> None:
         if layer is None:  # a package itself (``from deepfer.http import routes`` names the module above)
             continue
         assert layer <= own, f"{module} (layer {own}) imports {imported} (layer {layer}), which sits above it"
+
+
+def test_no_import_circle() -> None:
+    """Within a layer too: the module graph (top-level and function-level imports alike) has no cycle."""
+    graph = {
+        _module_name(path): {name for name in _deepfer_imports(path) if _layer_of(name) is not None}
+        for path in PACKAGE.rglob("*.py")
+    }
+    done: set[str] = set()
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        assert module not in trail, "import circle: " + " -> ".join([*trail[trail.index(module) :], module])
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, set()) - {module}):
+            visit(imported, (*trail, module))
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, ())
