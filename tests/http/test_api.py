@@ -225,3 +225,12 @@ def test_model_reports_the_served_files_own_evaluation(
         body = httpx.get(f"{url}/model", timeout=30).json()
     assert body["evaluation"] == recorded
     assert body["metrics"]["evaluation"] == recorded  # the metrics entry itself is passed on untouched
+
+
+def test_classify_time_is_split_into_queue_wait_and_run(live_server: Callable[..., Any]) -> None:
+    """Per image, the wait for a classifier batch; per classifier run, the run: one observation each here."""
+    with live_server() as url:
+        assert httpx.post(f"{url}/predict", files={"file": SCENE.read_bytes()}, timeout=30).status_code == 200
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+    for stage in ("decode", "detect", "align", "queue_wait", "classify"):
+        assert metric(text, f'deepfer_stage_seconds_count{{stage="{stage}"}}') == 1, stage
