@@ -11,7 +11,7 @@ ARG CUDA_BASE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 #         gpu-python (CUDA_BASE + Python 3.11) -> gpu-build (same venv recipe) -> gpu.
 # Settings come only from DEEPFER_* environment variables (service/settings.py); the image sets the two a
 # container needs (listen on all interfaces, port 8000). BASE is overridable because the CI builds on a
-# locally made Debian 12 / Python 3.11 base (no registry is reachable there): see tests/test_container.py.
+# locally made Debian 12 / Python 3.11 base (no registry is reachable there): see tests/deploy/test_container.py.
 
 FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml docker/requirements.py ./
 RUN python requirements.py --variant cpu > requirements.txt \
     && /opt/venv/bin/pip install -r requirements.txt
-# Only service/ is copied, so the wheel holds no training/ or export/ code; package-data brings the models.
+# Only service/ (the package deepfer) is copied; the wheel holds that package alone, package-data brings the models.
 # (README.md stays out too: setuptools only notes its absence, and no one reads a long description in here.)
 COPY service/ service/
 # pip and setuptools are build tools: dropping them saves ~25 MB and leaves nothing that installs code at run time.

@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and the few others a developer needs.
-#   make serve   install the service (no TensorFlow) and start it with the shipped models on port 8000; every
+#   make serve   install the service (deepfer[server], no TensorFlow) and start it with the shipped models on port 8000; every
 #                DEEPFER_* setting applies (DEEPFER_PORT=8001 make serve)
 #   make test    install everything the tests need (training extra, test tools, Debian packages) and run them
 PYTHON ?= python3.11
@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.serve-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[server]"
 	touch $@
 
 $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
@@ -33,5 +33,5 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.serve-deps
-	$(BIN)/python bench/classifier.py
-	$(BIN)/python bench/http_load.py
+	$(BIN)/python -m bench.classifier
+	$(BIN)/python -m bench.http_load

@@ -1,6 +1,6 @@
 """Classifier throughput: faces/s of the shipped ONNX file at batch 1 and 64 with ONNX Runtime.
 
-    python bench/classifier.py [--model service/models/emotion.onnx] [--threads 2] [--seconds 5]
+    python -m bench.classifier [--model service/models/emotion.onnx] [--threads 2] [--seconds 5]
 
 Prints a table and writes bench/results/classifier.json. Real committed faces are tiled to fill each batch.
 Bounded: each batch size runs for ``--seconds`` after a short warm-up.
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.preprocess import face_from_crop, to_batch
+from deepfer.preprocess import face_from_crop, to_batch
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,13 @@
 """Detector recall, extra boxes and cost on the public scenes, by frame size and score threshold.
 
-    python bench/detection_sweep.py
-    python bench/detection_sweep.py --max-side 640 512 480 --thresholds 0.3 0.4 0.5
-    python bench/detection_sweep.py --enlarge 3 --max-side 512 --thresholds 0.3   # as 1920x1440 camera frames
+    python -m bench.detection_sweep
+    python -m bench.detection_sweep --max-side 640 512 480 --thresholds 0.3 0.4 0.5
+    python -m bench.detection_sweep --enlarge 3 --max-side 512 --thresholds 0.3   # as 1920x1440 camera frames
 
 The calibration behind ``detection_score_threshold`` and ``detection_max_side_px``: every scene is detected once
 per frame size at the lowest threshold, and the higher thresholds filter those detections (NMS keeps the
 higher-scoring box of any overlapping pair, so filtering after NMS equals detecting at the higher threshold).
-Boxes are scored as the detector returns them (floats), where tests/test_scenes.py scores the API's boxes, rounded
+Boxes are scored as the detector returns them (floats), where tests/http/test_scenes.py scores the API's boxes, rounded
 and clipped to the image; at the shipped defaults both count 387 of 405 faces matched and 6 extra boxes.
 ``--enlarge`` scales every scene (bicubic) and its ground truth, for the cost and recall on larger frames.
 Printed and saved as JSON under bench/results/.
@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
-from local_service import REPO
-from scenes import DEFAULT_SCENES, match, read_scenes
 
-from service.detect import FaceDetector
-from service.settings import Settings
+from bench.local_service import REPO
+from bench.scenes import DEFAULT_SCENES, match, read_scenes
+from deepfer.detect import FaceDetector
+from deepfer.settings import Settings
 
 RESULTS = REPO / "bench" / "results"
 

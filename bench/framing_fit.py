@@ -1,7 +1,7 @@
 """Where FER2013's framing sits relative to a YuNet box, and what the framing is worth in accuracy.
 
-    python bench/framing_fit.py --data ../shared/data/fer2013.zip    # scenes made from the validation split
-    python bench/framing_fit.py                                       # the public scenes (PublicTest faces)
+    python -m bench.framing_fit --data ../shared/data/fer2013.zip    # scenes made from the validation split
+    python -m bench.framing_fit                                       # the public scenes (PublicTest faces)
 
 The calibration behind ``FRAME_SIDE_PER_BOX_WIDTH`` and ``FRAME_CENTRE_DY_PER_BOX_WIDTH`` in
 ``service/preprocess.py``. Every ground-truth box is exactly a pasted 48x48 FER face, so for each face the
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from local_service import REPO
 from numpy.typing import NDArray
-from scenes import DEFAULT_SCENES, match, read_scenes
 
-from service.contract import LABELS
-from service.detect import Detection
-from service.pipeline import load_models
-from service.preprocess import (
+from bench.local_service import REPO
+from bench.scenes import DEFAULT_SCENES, match, read_scenes
+from deepfer.contract import LABELS
+from deepfer.detect import Detection
+from deepfer.pipeline import load_models
+from deepfer.preprocess import (
     FRAME_CENTRE_DY_PER_BOX_WIDTH,
     FRAME_SIDE_PER_BOX_WIDTH,
     align_face,
@@ -41,8 +41,8 @@ from service.preprocess import (
     to_batch,
     to_grey,
 )
-from service.settings import Settings
-from training.data import FaceSet, sha256_of, validation_faces
+from deepfer.settings import Settings
+from training.data import FaceSet, sha256_of, split_errors_exit, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 Image = NDArray[np.uint8]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     detector, classifier = load_models(settings)
     if args.data:
-        metadata = classifier.info.metadata
+        metadata = classifier.model.metadata
         held, _ = validation_faces(settings.classifier_path, args.data, metadata, sha256_of(args.data))
         scenes = validation_scenes(held, args.seed, args.max_faces)
     else:
@@ -173,4 +173,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with split_errors_exit():
+        raise SystemExit(main())

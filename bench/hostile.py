@@ -1,6 +1,6 @@
 """Hostile inputs, crafted byte by byte: decompression and CPU bombs and malformed bodies.
 
-Shared by the tests that prove each defence (``tests/test_hostile.py``) and by ``bench/soak.py --hostile``, which
+Shared by the tests that prove each defence (``tests/http/test_hostile.py``) and by ``bench/soak.py --hostile``, which
 mixes them into good traffic. Every builder starts from a real encoder's output (OpenCV) and edits only the
 structure an attacker controls, so what the service receives is a file a decoder really accepts.
 """

@@ -1,7 +1,7 @@
 """HTTP load on the public scenes: images/s and p50/p95/p99 latency at 1, 4, 16 and 64 concurrent clients.
 
-    python bench/http_load.py                       # starts `deepfer serve` on a free 127.0.0.1 port
-    python bench/http_load.py --url http://127.0.0.1:8000 --duration-s 20
+    python -m bench.http_load                       # starts `deepfer serve` on a free 127.0.0.1 port
+    python -m bench.http_load --url http://127.0.0.1:8000 --duration-s 20
 
 Each level runs a short warm-up, then closed-loop clients (each sends its next scene as soon as the previous
 answer arrives) until ``--duration-s`` passes or ``--max-requests`` are sent, whichever comes first. Only
@@ -24,9 +24,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-from local_service import REPO, effective_settings, start_service
-from scenes import DEFAULT_SCENES
-from traffic import Traffic
+
+from bench.local_service import REPO, effective_settings, start_service
+from bench.scenes import DEFAULT_SCENES
+from bench.traffic import Traffic
 
 RESULTS = REPO / "bench" / "results"
 LOOPBACK = {"127.0.0.1", "localhost"}

@@ -35,7 +35,7 @@ def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     command = [
         sys.executable,
         "-m",
-        "service.cli",
+        "deepfer.cli",
         "serve",
         "--host",
         "127.0.0.1",
@@ -64,6 +64,6 @@ def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
 def effective_settings() -> dict[str, object]:
     """The settings a service started from this environment runs with (defaults included, secrets left out), so
     a result file says what was measured even after the defaults change."""
-    from service.settings import Settings
+    from deepfer.settings import Settings
 
     return Settings(**QUIET).model_dump(mode="json", exclude={"api_keys"})

@@ -2,7 +2,7 @@
 ``export.smoothing.SMOOTHING_SIGMA``.
 
     python -m export --model runs/v3/best.keras --out /tmp/v3-raw.onnx --smoothing-sigma 0
-    python bench/smoothing_sweep.py --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
+    python -m bench.smoothing_sweep --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
 
 The model must be exported without smoothing (its metadata says so); this script then smooths the validation
 faces (the part of ``train/`` its training held out, rebuilt from the model's metadata as ``training.evaluate
@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from local_service import REPO
 
+from bench.local_service import REPO
+from deepfer.classifier import EmotionClassifier
+from deepfer.contract import MetadataKey
+from deepfer.preprocess import to_batch
 from export.smoothing import smooth
-from service.classifier import EmotionClassifier
-from service.contract import MetadataKey
-from service.preprocess import to_batch
-from training.data import sha256_of, validation_faces
+from training.data import sha256_of, split_errors_exit, validation_faces
 
 RESULTS = REPO / "bench" / "results"
 
@@ -44,9 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     classifier = EmotionClassifier(args.model, intra_op_threads=0)
-    if (smoothing := classifier.info.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
+    if (smoothing := classifier.model.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
         raise SystemExit(f"{args.model} already smooths in its graph ({smoothing}); export with --smoothing-sigma 0")
-    held, _ = validation_faces(args.model, args.data, classifier.info.metadata, sha256_of(args.data))
+    held, _ = validation_faces(args.model, args.data, classifier.model.metadata, sha256_of(args.data))
     faces = to_batch(held.faces)
     rows = []
     print(f"{args.model.name} on {len(held)} validation faces")
@@ -62,4 +62,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with split_errors_exit():
+        raise SystemExit(main())

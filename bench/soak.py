@@ -1,8 +1,8 @@
 """Soak: many clients for a long while against one ``deepfer serve``; errors, latency and the server's memory.
 
-    python bench/soak.py                      # 32 clients for 60 s on the public scenes
-    python bench/soak.py --requests 10000     # RSS growth over 10,000 requests (target < 50 MB)
-    python bench/soak.py --hostile            # a clean run, then the same good traffic mixed with attacks
+    python -m bench.soak                      # 32 clients for 60 s on the public scenes
+    python -m bench.soak --requests 10000     # RSS growth over 10,000 requests (target < 50 MB)
+    python -m bench.soak --hostile            # a clean run, then the same good traffic mixed with attacks
 
 ``--hostile`` measures twice on the same server: the good clients alone, then the good clients while
 ``--hostile-clients`` more send bombs and malformed bodies back to back (``bench/hostile.py``: a pixel bomb behind
@@ -42,7 +42,8 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-from hostile import (
+
+from bench.hostile import (
     huge_int_json,
     long_boundary_multipart,
     nested_json,
@@ -51,9 +52,9 @@ from hostile import (
     stuffed_zero_pixel_bomb,
     webp_vp8x_canvas,
 )
-from local_service import REPO, effective_settings, start_service
-from scenes import SHARED_DIR
-from traffic import Traffic
+from bench.local_service import REPO, effective_settings, start_service
+from bench.scenes import SHARED_DIR
+from bench.traffic import Traffic
 
 RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024

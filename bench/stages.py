@@ -1,7 +1,7 @@
 """CPU per image of each pipeline stage on the public scenes, one image at a time, by OpenCV thread count.
 
-    python bench/stages.py
-    python bench/stages.py --opencv-threads 1 2 --repeats 3
+    python -m bench.stages
+    python -m bench.stages --opencv-threads 1 2 --repeats 3
 
 The split behind the service's CPU per image (``bench/http_load.py`` measures the whole): the service's own
 code for decode, detect (shrink + YuNet + decoding of its outputs), align and classify, with the service's
@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import cv2
-from local_service import REPO
-from scenes import DEFAULT_SCENES, load_scenes
 
-from service.classifier import EmotionClassifier
-from service.decode import decode
-from service.detect import FaceDetector
-from service.pipeline import load_models
-from service.preprocess import align_face, to_batch
-from service.settings import Settings
+from bench.local_service import REPO
+from bench.scenes import DEFAULT_SCENES, load_scenes
+from deepfer.classifier import EmotionClassifier
+from deepfer.decode import decode
+from deepfer.detect import FaceDetector
+from deepfer.pipeline import load_models
+from deepfer.preprocess import align_face, to_batch
+from deepfer.settings import Settings
 
 RESULTS = REPO / "bench" / "results"
 STAGES = ("decode", "detect", "align", "classify")

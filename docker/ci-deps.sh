@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the deployment tests need, so `.ci/run` can call one line:
-#   nginx                              tests/test_nginx_lb.py runs the shipped docker/nginx.conf in front of replicas
-#   podman buildah runc debootstrap    tests/test_container.py builds and runs the Dockerfile through
+#   nginx                              tests/deploy/test_nginx_lb.py runs the shipped docker/nginx.conf in front of replicas
+#   podman buildah runc debootstrap    tests/deploy/test_container.py builds and runs the Dockerfile through
 #                                      ../shared/tools/container-build.sh (no Docker engine, no registry here)
 # Idempotent and quiet: does nothing when every tool is already there, prints apt's output only on failure.
 # nginx's packaged service is never started (a temporary policy-rc.d refuses it): the test starts its own

@@ -1,5 +1,7 @@
 """Print the service's runtime requirements, one per line, from ``pyproject.toml``, for ``pip install -r``.
 
+The service is ``deepfer[server]``: the ``[project] dependencies`` (the client's) plus the ``server`` extra.
+
 Why a script instead of ``pip install .``: the Dockerfile installs the dependencies in a layer of their own, before
 the source is copied, so editing ``service/`` does not re-download numpy, OpenCV and ONNX Runtime on every
 build. ``pyproject.toml`` stays the one list; nothing here repeats a version.
@@ -33,9 +35,9 @@ def requirement_name(requirement: str) -> str:
 
 
 def runtime_requirements(pyproject: Path, variant: str) -> list[str]:
-    """The ``[project] dependencies`` of ``pyproject``, with ONNX Runtime replaced by the GPU build if asked."""
+    """``deepfer[server]``'s requirements in ``pyproject``, with ONNX Runtime replaced by the GPU build if asked."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    requirements: list[str] = list(project["dependencies"])
+    requirements: list[str] = [*project["dependencies"], *project["optional-dependencies"]["server"]]
     if variant == "gpu":
         requirements = [r for r in requirements if requirement_name(r) != "onnxruntime"]
         requirements += project["optional-dependencies"]["gpu"]

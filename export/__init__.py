@@ -1,1 +1,1 @@
-"""Keras -> ONNX export of the emotion classifier (tf2onnx), writing the ONNX contract of service.contract."""
+"""Keras -> ONNX export of the emotion classifier (tf2onnx), writing the ONNX contract of deepfer.contract."""

@@ -1,24 +1,21 @@
 """``python -m export --model runs/NAME/best.keras --out service/models/emotion.onnx``.
 
-Convert -> attach metadata -> verify in a fresh ONNX Runtime session against Keras -> atomic write. The file at
-``--out`` is either the previous model or the complete new one, never something in between: the service may
-be loading it at any moment.
+Convert -> attach metadata -> verify in a fresh ONNX Runtime session against Keras (on faces from ``faces``) ->
+atomic write (``files``): the file at ``--out`` is the previous model or the complete new one, never in between.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.metadata import build_metadata, run_record, sha256_file
+from export.faces import ExportError, record_faces
+from export.files import save_keras_copy, write_model
+from export.metadata import build_metadata, run_record
 
 PARITY_TOLERANCE = 1e-4
 
@@ -57,63 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@contextmanager
-def replacing(destination: Path) -> Iterator[Path]:
-    """A temporary path beside ``destination`` that is renamed over it only when the block succeeds.
-
-    Same folder, so the rename is atomic; same suffix, so writers that check extensions (Keras) accept it.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix
-    )
-    os.close(handle)
-    # mkstemp makes the file private (0600); a model must stay readable by the service's own user (the
-    # container runs as uid 10001), so give it the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(data: bytes, destination: Path) -> None:
-    """Write, fsync, then rename over the destination: readers see the old file or the whole new one."""
-    with replacing(destination) as temporary, temporary.open("wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
-def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarray:
-    """Real faces from the run's own data as N x 48 x 48 x 1 float32: ``test`` for the parity check,
-    ``train`` (never ``test``) for int8 calibration.
-
-    Falls back to uniform noise over 0..255 only for a parity check of a model whose training data is not
-    reachable (a file made elsewhere), so the contract's value range is still exercised.
-    """
-    recorded = record.get("data", {}).get("path")
-    data = Path(recorded) if recorded else None
-    if data is not None and data.exists():
-        from training.data import load_split
-
-        return load_split(data, split, per_class).faces[..., np.newaxis].astype(np.float32)
-    if split == "train":
-        where = recorded or "the run record has no data path"
-        raise SystemExit(f"export: --int8 needs the training data for calibration; not reachable: {where}")
-    rng = np.random.default_rng(0)
-    return rng.uniform(0, 255, size=(64, 48, 48, 1)).astype(np.float32)
-
-
 def onnx_answers(onnx_bytes: bytes, faces: np.ndarray) -> np.ndarray:
     """Load the bytes in a fresh InferenceSession, as any consumer would, check the contract, and classify."""
     import onnxruntime as ort
 
-    from service.contract import check_contract
+    from deepfer.contract import check_contract
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     check_contract(session)
@@ -164,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     float32_answers = onnx_answers(onnx_bytes, faces)
     difference = parity(float32_answers, classify, faces)
     if difference > PARITY_TOLERANCE:
-        raise SystemExit(f"export: ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
+        raise ExportError(f"ONNX and Keras disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
 
     keras_copy = save_keras_copy(model, args.out.with_suffix(".keras"))
     write_model(
@@ -192,28 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_model(onnx_bytes: bytes, path: Path, metadata: dict[str, str], **extra: object) -> None:
-    """The ONNX file and its JSON record beside it (metadata, SHA-256, how it was made), each written atomically."""
-    atomic_write(onnx_bytes, path)
-    sidecar = {**{k: _maybe_json(v) for k, v in metadata.items()}, "sha256": sha256_file(path), **extra}
-    atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), path.with_suffix(".json"))
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-
-
-def save_keras_copy(model: Any, destination: Path) -> Path:
-    """The float32 network beside the ONNX file, without optimizer state: the start point for ``--init``
-    fine-tuning on a customer's own faces, kept in step with the ONNX file it was exported to."""
-    with replacing(destination) as temporary:
-        model.save(temporary)
-    return destination
-
-
-def _maybe_json(value: str) -> object:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except ExportError as error:
+        raise SystemExit(f"export: {error}") from None

@@ -23,8 +23,8 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
+from deepfer.contract import FACE_SIZE, LABELS
 from export.smoothing import smoothing_kernel
-from service.contract import FACE_SIZE, LABELS
 
 INPUT_NAME = "face"
 OUTPUT_NAME = "probabilities"

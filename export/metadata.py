@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.contract import LABELS, MetadataKey
+from deepfer.contract import LABELS, MetadataKey
 
 
 def run_record(model_path: Path) -> dict[str, Any]:

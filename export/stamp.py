@@ -16,9 +16,9 @@ from typing import Any
 
 import onnx
 
-from export.__main__ import atomic_write
+from deepfer.contract import MetadataKey
+from export.files import atomic_write
 from export.metadata import sha256_file
-from service.contract import MetadataKey
 
 REPORTED = ("accuracy", "macro_f1", "macro_auc", "ece_15_bins", "count")
 

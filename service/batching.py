@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from service.errors import Overloaded
+from deepfer.errors import Overloaded
 
 RunBatch = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
@@ -52,6 +52,8 @@ class DynamicBatcher:
         retry_after_s: int = 1,
         on_batch: Callable[[int], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+        on_run: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
@@ -60,6 +62,10 @@ class DynamicBatcher:
         self._retry_after_s = retry_after_s
         self._on_batch = on_batch or (lambda _: None)
         self._on_queue_depth = on_queue_depth or (lambda _: None)
+        # Seconds each request's faces waited for their batch to start, and seconds per classifier run: the two
+        # halves of a face's time in the classifier stage, which read very differently under load.
+        self._on_wait = on_wait or (lambda _: None)
+        self._on_run = on_run or (lambda _: None)
         self._pending: deque[_Item] = deque()
         self._queued_faces = 0
         self._arrived = asyncio.Event()
@@ -120,6 +126,9 @@ class DynamicBatcher:
         """One classifier run on a worker thread; each request gets its rows, or the run's exception."""
         faces = np.concatenate([item.faces for item in batch])
         self._on_batch(len(faces))
+        started_s = time.monotonic()
+        for item in batch:
+            self._on_wait(started_s - item.enqueued_s)
         try:
             probabilities = await loop.run_in_executor(self._executor, self._run, faces)
         except Exception as error:  # the run's failure belongs to its batch's requests, never to the worker
@@ -127,6 +136,8 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.set_exception(error)
             return
+        finally:
+            self._on_run(time.monotonic() - started_s)
         start = 0
         for item in batch:
             rows = probabilities[start : start + len(item.faces)]

@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import INPUT_SHAPE, LABELS, MetadataKey, ModelContractError, check_contract
-from service.errors import ModelLoadError
-from service.sessions import Provider, open_session
+from deepfer.contract import INPUT_SHAPE, LABELS, MetadataKey, ModelContractError, check_contract
+from deepfer.errors import ModelLoadError
+from deepfer.sessions import Provider, open_session
 
 # A softmax row sums to 1 up to float32 rounding; anything further off means the graph does not end in softmax.
 _SUM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelRecord:
     """What GET /model and every prediction report about the classifier, read once from the file."""
 
     name: str
@@ -37,7 +37,7 @@ class ModelInfo:
 
 
 class EmotionClassifier:
-    """One session over ``emotion.onnx``; checked against ``service.contract`` and a probe batch at load."""
+    """One session over ``emotion.onnx``; checked against ``deepfer.contract`` and a probe batch at load."""
 
     def __init__(self, path: Path, *, provider: Provider = "cpu", intra_op_threads: int = 1) -> None:
         self._session = open_session(path, provider=provider, intra_op_threads=intra_op_threads)
@@ -47,7 +47,7 @@ class EmotionClassifier:
             raise ModelLoadError(f"{path} breaks the emotion-model contract: {error}") from None
         self._input_name = self._session.get_inputs()[0].name
         self._output_name = self._session.get_outputs()[0].name
-        self.info = _read_info(path, self._session.get_modelmeta().custom_metadata_map, self._input_name)
+        self.model = _read_record(path, self._session.get_modelmeta().custom_metadata_map, self._input_name)
         self._check_outputs_are_probabilities(path)
 
     def run(self, faces: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -75,12 +75,12 @@ class EmotionClassifier:
             )
 
 
-def _read_info(path: Path, metadata: dict[str, str], input_name: str) -> ModelInfo:
+def _read_record(path: Path, metadata: dict[str, str], input_name: str) -> ModelRecord:
     try:
         metrics = json.loads(metadata.get(MetadataKey.METRICS, "{}"))
     except json.JSONDecodeError:
         metrics = {}
-    return ModelInfo(
+    return ModelRecord(
         name=metadata.get(MetadataKey.NAME, path.stem),
         version=metadata.get(MetadataKey.VERSION, "unknown"),
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),

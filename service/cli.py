@@ -1,8 +1,13 @@
-"""The ``deepfer`` command: ``serve`` runs the HTTP service, ``predict`` runs the same pipeline on local files.
+"""The ``deepfer`` command: ``serve`` runs the HTTP service, ``predict`` analyses image files, ``video`` a video.
 
-Each subcommand is a function that registers its parser and handler in ``COMMANDS``; adding one (e.g.
-``deepfer video``) is a new ``_add_<name>`` function and one entry in that tuple. Settings come from
-``DEEPFER_*`` like the service's; flags override the few that matter on a command line.
+Every command's arguments are parsed here, and each handler imports what it needs when it runs, so ``deepfer
+--version`` and ``deepfer predict --url`` work from the client-only install (``pip install deepfer``); the local
+pipeline, ``serve`` and ``video`` need ``deepfer[server]``. Settings come from ``DEEPFER_*`` like the service's;
+flags override the few that matter on a command line.
+
+    deepfer predict IMAGE...           local pipeline (or --url: through a running service)
+    deepfer predict a.jpg --annotate out.jpg       one image: boxes and labels drawn into out.jpg
+    deepfer predict a.jpg b.png --annotate out/    several: out/a.jpg, out/b.jpg (a folder, made if needed)
 """
 
 from __future__ import annotations
@@ -15,21 +20,25 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
+from deepfer.settings import Settings
 
-from service.contract import LABELS
-from service.decode import decode
-from service.errors import DeepFERError, ModelLoadError
-from service.metrics import Metrics
-from service.pipeline import Analysis, Options, load_models, open_pipeline
-from service.schemas import ErrorBody, PredictResponse
-from service.settings import Settings
-from service.video import add_video_command
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from deepfer.http.schemas import ErrorBody, PredictResponse
+    from deepfer.pipeline import Options
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+#: Extensions ``deepfer video --out`` understands (checked before any model loads: a typo fails in milliseconds).
+RESULT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+
+
+class UsageError(Exception):
+    """Arguments that cannot work together; reported as ``deepfer <command>: ...`` with exit status 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,14 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, Settings())
-    except ModelLoadError as error:
-        print(f"deepfer: cannot start: {error}", file=sys.stderr)
+    except UsageError as error:
+        print(f"deepfer {args.command}: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `deepfer predict ... | head` closed the pipe: not an error worth a traceback. Point stdout at devnull so
         # the interpreter's final flush does not raise again (the recipe of Python's signal documentation).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as error:
+        from deepfer.errors import ModelLoadError
+
+        if not isinstance(error, ModelLoadError):
+            raise
+        print(f"deepfer: cannot start: {error}", file=sys.stderr)
+        return 2
 
 
 def _package_version() -> str:
@@ -57,6 +73,9 @@ def _package_version() -> str:
         return version("deepfer")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+# --- serve ------------------------------------------------------------------------------------------------------
 
 
 def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,126 +89,323 @@ def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from service.app import create_app
-    from service.observability import configure_logging
-    from service.server import DrainingServer, uvicorn_options
+    from deepfer.http.app import create_app
+    from deepfer.http.server import DrainingServer, uvicorn_options
+    from deepfer.logs import configure_logging
+    from deepfer.pipeline import load_models
 
     overrides = {name: getattr(args, name) for name in ("host", "port", "workers") if getattr(args, name) is not None}
     settings = Settings(**{**settings.model_dump(), **overrides})
-    # Load the models once before uvicorn starts, so a bad file ends the command with one readable line
-    # instead of a lifespan traceback; the app loads its own copy (a few hundred ms, once).
-    load_models(settings)
+    # Loaded before uvicorn starts, so a bad file ends the command with one readable line instead of a
+    # lifespan traceback; a single process then serves these very models (they load once).
+    models = load_models(settings)
     configure_logging(settings.log_level)
     if settings.workers > 1:
-        # An import string, so each worker process builds its own app from the environment (server.py says what
-        # the pre-drain does there).
-        uvicorn.run("service.app:app_from_env", factory=True, **uvicorn_options(settings))
+        # An import string, so each worker process builds its own app (and loads its own models) from the
+        # environment; the models loaded above were only the check (http/server.py says what the pre-drain does).
+        del models
+        uvicorn.run("deepfer.http.app:app_from_env", factory=True, **uvicorn_options(settings))
         return 0
-    app = create_app(settings)
+    app = create_app(settings, models)
     config = uvicorn.Config(app, **uvicorn_options(settings))
     DrainingServer(config, app=app, pre_drain_s=settings.pre_drain_s).run()
     return 0
 
 
+# --- predict ----------------------------------------------------------------------------------------------------
+
+
 def _add_predict(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("predict", help="analyse local images with the service's pipeline")
+    parser = subcommands.add_parser(
+        "predict", help="analyse image files with the service's pipeline, locally or through a service (--url)"
+    )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.add_argument("--format", choices=("json", "table"), default="table")
     parser.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     parser.add_argument("--max-faces", type=int, help="at most this many faces per image")
     parser.add_argument("--min-face-size", type=int, default=0, help="ignore smaller faces (pixels)")
     parser.add_argument(
-        "--annotate", type=Path, metavar="OUT.jpg", help="draw boxes and labels; several images get OUT-<name>.jpg"
+        "--annotate",
+        type=Path,
+        metavar="OUT",
+        help="draw boxes and labels: into the file OUT for one image; for several, OUT is a folder that gets "
+        "<image stem>.jpg for each",
     )
+    _add_url_options(parser, "send the images to this service (e.g. http://127.0.0.1:8000) instead")
     parser.set_defaults(handler=_predict)
 
 
-def _predict(args: argparse.Namespace, settings: Settings) -> int:
-    options = Options(
-        detect=not args.no_detect,
-        max_faces=min(args.max_faces or settings.max_faces, settings.max_faces),
-        min_face_size=args.min_face_size,
+def _add_url_options(parser: argparse.ArgumentParser, url_help: str) -> None:
+    parser.add_argument("--url", help=url_help)
+    parser.add_argument(
+        "--api-key", default=os.environ.get("DEEPFER_API_KEY"), help="API key for --url (default: $DEEPFER_API_KEY)"
     )
-    outcomes = asyncio.run(_analyse_files(args.images, options, settings))
-    if args.format == "json":
-        print(json.dumps([_as_json(path, outcome) for path, outcome in outcomes], indent=2))
+
+
+def annotation_targets(images: Sequence[Path], annotate: Path) -> list[Path]:
+    """Where each image's drawing goes: ``annotate`` itself for one image; ``annotate/<stem>.jpg`` for several.
+
+    Refused before anything runs: several images into one file name, two images with the same stem (one drawing
+    would overwrite the other), and a drawing that would overwrite an input.
+    """
+    if len(images) == 1:
+        targets = [annotate]
     else:
-        print(_as_table(outcomes))
-    if args.annotate:
-        for path, outcome in outcomes:
-            if isinstance(outcome, tuple):
-                target = args.annotate if len(outcomes) == 1 else _annotated_name(args.annotate, path)
-                cv2.imwrite(str(target), _annotate(path.read_bytes(), outcome[0], settings))
-    return 1 if any(not isinstance(outcome, tuple) for _, outcome in outcomes) else 0
+        if annotate.suffix and not annotate.is_dir():
+            raise UsageError(
+                f"--annotate {annotate} names one file, but {len(images)} images were given: pass a folder "
+                f"(e.g. --annotate {annotate.with_suffix('')}/) to get <image stem>.jpg for each"
+            )
+        targets = [annotate / f"{image.stem}.jpg" for image in images]
+        if len(set(targets)) < len(targets):
+            raise UsageError(
+                f"two images share a file stem, so their drawings in {annotate}/ would overwrite each other"
+            )
+    sources = {image.resolve() for image in images}
+    if clash := next((target for target in targets if target.resolve() in sources), None):
+        raise UsageError(f"--annotate would overwrite the input {clash}")
+    return targets
 
 
-Outcome = tuple[Analysis, PredictResponse] | ErrorBody
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    targets = annotation_targets(args.images, args.annotate) if args.annotate else None
+    max_faces = min(args.max_faces or settings.max_faces, settings.max_faces)
+    if args.url:
+        outcomes = _predict_remote(
+            args.images,
+            args.url,
+            args.api_key,
+            no_detect=args.no_detect,
+            max_faces=max_faces,
+            min_face_size=args.min_face_size,
+        )
+        images: dict[Path, NDArray[np.uint8]] = {}
+    else:
+        from deepfer.pipeline import Options
+
+        options = Options(detect=not args.no_detect, max_faces=max_faces, min_face_size=args.min_face_size)
+        outcomes, images = asyncio.run(_predict_local(args.images, options, settings, keep_images=bool(targets)))
+    if args.format == "json":
+        print(json.dumps([as_json(path, outcome) for path, outcome in outcomes], indent=2))
+    else:
+        print(as_table(outcomes))
+    if targets is not None:
+        _write_annotations(outcomes, targets, images, settings)
+    return 1 if any(not _answered(outcome) for _, outcome in outcomes) else 0
 
 
-async def _analyse_files(paths: list[Path], options: Options, settings: Settings) -> list[tuple[Path, Outcome]]:
-    """Every file through ``Pipeline.analyze``, a few at a time so their faces share classifier batches."""
+def _answered(outcome: PredictResponse | ErrorBody) -> bool:
+    from deepfer.http.schemas import PredictResponse
+
+    return isinstance(outcome, PredictResponse)
+
+
+async def _predict_local(
+    paths: list[Path], options: Options, settings: Settings, *, keep_images: bool
+) -> tuple[list[tuple[Path, PredictResponse | ErrorBody]], dict[Path, NDArray[np.uint8]]]:
+    """Every file through the pipeline, a few at a time so their faces share classifier batches.
+
+    With ``keep_images`` (``--annotate``) each file is decoded here and handed to ``Pipeline.analyze_image``,
+    so the drawing is made on the very array that was analysed: one decode per file.
+    """
+    from deepfer.decode import decode
+    from deepfer.errors import DeepFERError
+    from deepfer.http.schemas import ErrorBody, PredictResponse
+    from deepfer.metrics import Metrics
+    from deepfer.pipeline import open_pipeline
+
+    images: dict[Path, NDArray[np.uint8]] = {}
     async with open_pipeline(settings, Metrics()) as pipeline:
         slots = asyncio.Semaphore(settings.pipeline_threads * 2)
 
-        async def one(path: Path) -> tuple[Path, Outcome]:
+        async def one(path: Path) -> tuple[Path, PredictResponse | ErrorBody]:
             async with slots:
                 try:
-                    analysis = await pipeline.analyze(path.read_bytes(), options)
+                    data = path.read_bytes()
+                    if not keep_images:
+                        return path, PredictResponse.build(await pipeline.analyze(data, options))
+                    image = await asyncio.to_thread(
+                        decode, data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans
+                    )
+                    images[path] = image
+                    return path, PredictResponse.build(await pipeline.analyze_image(image, options))
                 except DeepFERError as error:
-                    return path, ErrorBody(code=error.code, message=error.message)
+                    return path, ErrorBody.of(error)
                 except OSError as error:
                     return path, ErrorBody(code="unreadable", message=str(error))
-            response = PredictResponse.build(analysis.width, analysis.height, analysis.faces, analysis.model)
-            return path, (analysis, response)
 
-        return list(await asyncio.gather(*(one(path) for path in paths)))
+        return list(await asyncio.gather(*(one(path) for path in paths))), images
 
 
-def _as_json(path: Path, outcome: Outcome) -> dict[str, object]:
-    if isinstance(outcome, ErrorBody):
-        return {"path": str(path), "error": outcome.model_dump()}
-    return {"path": str(path), **outcome[1].model_dump()}
+def _predict_remote(
+    paths: list[Path], url: str, api_key: str | None, *, no_detect: bool, max_faces: int, min_face_size: int
+) -> list[tuple[Path, PredictResponse | ErrorBody]]:
+    """Every file through ``POST /predict`` of the service at ``url``; a refused file is its error entry, an
+    unreachable service ends the command with one line that names the URL."""
+    from deepfer.client import Client, DeepFERClientError, ServiceUnreachableError
+    from deepfer.http.schemas import ErrorBody
+
+    outcomes: list[tuple[Path, PredictResponse | ErrorBody]] = []
+    with Client(url, api_key) as client:
+        for path in paths:
+            try:
+                outcome: PredictResponse | ErrorBody = client.predict(
+                    path.read_bytes(), detect=not no_detect, max_faces=max_faces, min_face_size=min_face_size
+                )
+            except ServiceUnreachableError as error:
+                raise UsageError(error.message) from None
+            except DeepFERClientError as error:
+                outcome = ErrorBody(code=error.code, message=error.message)
+            except OSError as error:
+                outcome = ErrorBody(code="unreadable", message=str(error))
+            outcomes.append((path, outcome))
+    return outcomes
 
 
-def _as_table(outcomes: list[tuple[Path, Outcome]]) -> str:
-    header = f"{'image':<28} {'face':>4} {'box (x,y,w,h)':<20} {'score':>5}  {'emotion':<8} {'p':>5}"
-    lines = [header, "-" * len(header)]
-    for path, outcome in outcomes:
-        if isinstance(outcome, ErrorBody):
-            lines.append(f"{path.name:<28} error: {outcome.code}: {outcome.message}")
+def _write_annotations(
+    outcomes: list[tuple[Path, PredictResponse | ErrorBody]],
+    targets: list[Path],
+    images: dict[Path, NDArray[np.uint8]],
+    settings: Settings,
+) -> None:
+    """Each answered image with its faces drawn. Local runs drew on the analysed array; with ``--url`` the
+    answer holds no pixels, so the file is decoded here, as the service decoded it (orientation applied)."""
+    import cv2
+
+    from deepfer.decode import decode
+    from deepfer.drawing import draw_faces
+    from deepfer.http.schemas import PredictResponse
+
+    for (path, outcome), target in zip(outcomes, targets, strict=True):
+        if not isinstance(outcome, PredictResponse):
             continue
-        if not outcome[1].faces:
-            lines.append(f"{path.name:<28} {'-':>4} no face found")
-        for number, face in enumerate(outcome[1].faces, start=1):
+        image = images.get(path)
+        if image is None:
+            image = decode(path.read_bytes(), max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(target), draw_faces(image, outcome.faces)):
+            raise UsageError(f"cannot write {target}")
+
+
+def as_json(path: Path, outcome: PredictResponse | ErrorBody) -> dict[str, object]:
+    if not _answered(outcome):
+        return {"path": str(path), "error": outcome.model_dump()}
+    return {"path": str(path), **outcome.model_dump()}
+
+
+def as_table(outcomes: list[tuple[Path, PredictResponse | ErrorBody]]) -> str:
+    """One row per face, columns as wide as their widest cell (a long file name never shifts the others)."""
+    header = ("image", "face", "box (x,y,w,h)", "score", "emotion", "p")
+    right_aligned = {1, 3, 5}
+    rows: list[tuple[str, ...]] = []
+    notes: dict[int, str] = {}  # row index -> text that replaces the face columns (error, no face)
+    for path, outcome in outcomes:
+        if not _answered(outcome):
+            notes[len(rows)] = f"error: {outcome.code}: {outcome.message}"  # type: ignore[union-attr]
+            rows.append((path.name, "", "", "", "", ""))
+            continue
+        faces = outcome.faces  # type: ignore[union-attr]
+        if not faces:
+            notes[len(rows)] = "no face found"
+            rows.append((path.name, "-", "", "", "", ""))
+        for number, face in enumerate(faces, start=1):
             box = f"{face.box.x},{face.box.y},{face.box.width},{face.box.height}"
             score = "-" if face.detection_score is None else f"{face.detection_score:.2f}"
             top = getattr(face.probabilities, face.emotion)
-            lines.append(f"{path.name:<28} {number:>4} {box:<20} {score:>5}  {face.emotion:<8} {top:5.2f}")
+            rows.append((path.name, str(number), box, score, face.emotion, f"{top:.2f}"))
+    widths = [max(len(cells[column]) for cells in [header, *rows]) for column in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = [
+            cell.rjust(width) if column in right_aligned else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    lines = [line(header), "  ".join("-" * width for width in widths)]
+    for index, cells in enumerate(rows):
+        if index in notes:
+            first = cells[0].ljust(widths[0])
+            second = cells[1].rjust(widths[1]) + "  " if cells[1] else ""
+            lines.append(f"{first}  {second}{notes[index]}")
+        else:
+            lines.append(line(cells))
     return "\n".join(lines)
 
 
-def _annotate(data: bytes, analysis: Analysis, settings: Settings) -> NDArray[np.uint8]:
-    """The decoded image (orientation applied, so boxes line up) with each face's box and top emotion."""
-    image = decode(data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
-    thickness = max(1, round(max(image.shape[:2]) / 400))
-    for face in analysis.faces:
-        x, y, width, height = face.box
-        cv2.rectangle(image, (x, y), (x + width, y + height), (0, 200, 0), thickness)
-        label = f"{face.emotion} {face.probabilities[LABELS.index(face.emotion)]:.2f}"
-        cv2.putText(
-            image, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 200, 0), thickness
-        )
-    return image
+# --- video ------------------------------------------------------------------------------------------------------
 
 
-def _annotated_name(template: Path, source: Path) -> Path:
-    return template.with_name(f"{template.stem}-{source.stem}{template.suffix or '.jpg'}")
+def _every(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _results_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in RESULT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text}: use .csv, or .jsonl/.ndjson/.json for JSON lines")
+    return path
+
+
+def _add_video(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser(
+        "video", help="analyse a video frame by frame, locally or through a running service (--url)"
+    )
+    parser.add_argument("video", type=Path, metavar="INPUT.mp4", help="any video OpenCV's FFmpeg can read")
+    parser.add_argument("--every", type=_every, default=1, metavar="N", help="analyse every N-th frame (default 1)")
+    parser.add_argument(
+        "--out",
+        type=_results_path,
+        required=True,
+        metavar="RESULT.csv",
+        help="per-frame, per-face probabilities: CSV for .csv, JSON lines for .jsonl/.ndjson/.json",
+    )
+    _add_url_options(parser, "send frames to this service (e.g. http://127.0.0.1:8000) instead")
+    parser.add_argument("--annotated", type=Path, metavar="OUT.mp4", help="also write the video with the faces drawn")
+    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="also plot the largest face's emotions over time")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(handler=_video)
+
+
+def _video(args: argparse.Namespace, settings: Settings) -> int:
+    """``deepfer video``: 0 on success, 1 when the video or the service fails (with one readable line)."""
+    from deepfer.client import DeepFERClientError
+    from deepfer.errors import DeepFERError
+    from deepfer.video import analyse_video
+    from deepfer.video.analysers import local_analyser, remote_analyser
+    from deepfer.video.frames import VideoError
+
+    analyser = remote_analyser(args.url, args.api_key) if args.url else local_analyser(settings)
+
+    async def run() -> int:
+        async with analyser as analyse:
+            results = await analyse_video(
+                args.video,
+                analyse,
+                every=args.every,
+                out=args.out,
+                annotated=args.annotated,
+                plot=args.plot,
+                progress=not args.no_progress,
+            )
+        faces = sum(len(result.faces) for result in results)
+        print(f"{len(results)} frames analysed, {faces} faces found; results in {args.out}", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (VideoError, DeepFERError, DeepFERClientError, OSError) as error:
+        print(f"deepfer video: {error}", file=sys.stderr)
+        return 1
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_serve,
     _add_predict,
-    add_video_command,
+    _add_video,
 )
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@
         for face in result.faces:
             print(face.box, face.emotion, face.probabilities.happy)
 
-Answers are the service's own response models (``service.schemas``), so a field renamed on the server breaks
+Answers are the service's own response models (``deepfer.http.schemas``), so a field renamed on the server breaks
 here at once instead of silently. A 503 (the server's bounded queue is full) is retried after the
 ``Retry-After`` it names, a bounded number of times and never longer than ``max_retry_wait_s`` per wait;
-every other failure raises ``DeepFERClientError`` with the server's error code and message.
+every other failure raises ``DeepFERClientError`` with the server's error code and message, and a service that
+cannot be reached raises ``ServiceUnreachable`` (a ``DeepFERClientError``) naming the URL.
+
+Needs only httpx, pydantic and numpy (``pip install deepfer``): OpenCV is imported only to send a numpy array.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-import cv2
 import httpx
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from service.schemas import ErrorResponse, PredictResponse
+from deepfer.http.schemas import ErrorResponse, PredictResponse
 
 #: What ``predict`` accepts: a file path, the encoded file's bytes, or a decoded H x W x 3 BGR (or H x W grey)
 #: uint8 array, OpenCV's layout.
@@ -46,6 +48,15 @@ class DeepFERClientError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class ServiceUnreachableError(DeepFERClientError):
+    """No answer at all: nothing listens at the URL, DNS fails, or the connection broke (``status`` 0)."""
+
+    def __init__(self, url: str, error: httpx.TransportError) -> None:
+        reason = str(error) or type(error).__name__
+        super().__init__(0, "unreachable", f"cannot reach the DeepFER service at {url}: {reason}")
+        self.url = url
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,13 @@ def encode_image(image: ImageInput) -> tuple[str, bytes]:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"expected an H x W or H x W x C uint8 array, got {image.dtype} {image.shape}")
+        try:
+            import cv2
+        except ImportError:
+            raise ImportError(
+                "sending a numpy array needs OpenCV to encode it: pip install 'deepfer[server]' "
+                "(or opencv-python-headless), or send the file's path or bytes"
+            ) from None
         ok, encoded = cv2.imencode(".png", image)
         if not ok:
             raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
@@ -129,6 +147,7 @@ class Client:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
+        self.url = url
         self.retry = retry or RetryPolicy()
         self._http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout_s)
 
@@ -143,13 +162,19 @@ class Client:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
         name, content = encode_image(image)
         params = _options(detect, max_faces, min_face_size)
-        response = self._http.post("/predict", files={"file": (name, content)}, params=params)
+        response = self._post(name, content, params)
         for _ in range(self.retry.retries):
             if response.status_code != SERVICE_UNAVAILABLE:
                 break
             time.sleep(self.retry.wait_s(response))
-            response = self._http.post("/predict", files={"file": (name, content)}, params=params)
+            response = self._post(name, content, params)
         return _parse(response)
+
+    def _post(self, name: str, content: bytes, params: dict[str, str | int]) -> httpx.Response:
+        try:
+            return self._http.post("/predict", files={"file": (name, content)}, params=params)
+        except httpx.TransportError as error:
+            raise ServiceUnreachableError(self.url, error) from error
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -175,6 +200,7 @@ class AsyncClient:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
+        self.url = url
         self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout_s)
 
@@ -189,13 +215,19 @@ class AsyncClient:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
         name, content = encode_image(image)
         params = _options(detect, max_faces, min_face_size)
-        response = await self._http.post("/predict", files={"file": (name, content)}, params=params)
+        response = await self._post(name, content, params)
         for _ in range(self.retry.retries):
             if response.status_code != SERVICE_UNAVAILABLE:
                 break
             await asyncio.sleep(self.retry.wait_s(response))
-            response = await self._http.post("/predict", files={"file": (name, content)}, params=params)
+            response = await self._post(name, content, params)
         return _parse(response)
+
+    async def _post(self, name: str, content: bytes, params: dict[str, str | int]) -> httpx.Response:
+        try:
+            return await self._http.post("/predict", files={"file": (name, content)}, params=params)
+        except httpx.TransportError as error:
+            raise ServiceUnreachableError(self.url, error) from error
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -4,7 +4,7 @@ The format is recognised from its magic bytes (never from a file name or a clien
 pixel count is read from the header, so a decompression bomb (a few KB that expand to gigapixels) is refused
 before ``cv2.imdecode`` allocates anything. The readers follow the decoders' own rules (which JPEG frame header
 libjpeg uses, which chunk libpng and libwebp take the size from), because a reader that finds another size than
-the decoder is a bypass; ``tests/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
+the decoder is a bypass; ``tests/core/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
 a progressive JPEG costs one pass over every block per scan, so a small file can be a CPU bomb.
 
 Decoding is ``cv2.imdecode(..., IMREAD_COLOR)``, exactly what ``training.data.decode_face`` does, so a face sent
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.errors import BadImage, TooManyPixels, TooManyScans, UnsupportedFormat
+from deepfer.errors import BadImage, TooManyPixels, TooManyScans, UnsupportedFormat
 
 
 class ImageFormat(StrEnum):

@@ -2,12 +2,12 @@
 
 Why not ``cv2.FaceDetectorYN``: it wraps the same network in OpenCV's DNN module, which PERFORMANCE.md measured
 at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's decoding (same boxes to the pixel;
-``tests/test_detect.py`` checks that agreement). Decoding follows OpenCV's ``FaceDetectorYN`` exactly: the image
+``tests/core/test_detect.py`` checks that agreement). Decoding follows OpenCV's ``FaceDetectorYN`` exactly: the image
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
 Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3) were
-chosen together with ``python bench/detection_sweep.py`` on the public scenes; the table and the reasons (15%
+chosen together with ``python -m bench.detection_sweep`` on the public scenes; the table and the reasons (15%
 less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in the README's
 "Detection and framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
 faces in HD frames want a larger ``detection_max_side_px``.
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.errors import ModelLoadError
-from service.sessions import Provider, open_session
+from deepfer.errors import ModelLoadError
+from deepfer.sessions import Provider, open_session
 
 _STRIDES: Final = (8, 16, 32)
 _OUTPUTS: Final = tuple(f"{kind}_{stride}" for stride in _STRIDES for kind in ("cls", "obj", "bbox", "kps"))

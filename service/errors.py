@@ -1,7 +1,8 @@
-"""Every failure the service reports, as types, mapped once to ``{"error": {"code", "message"}}``.
+"""Every failure the service reports, as types: a stable ``code`` and the HTTP ``status`` it stands for.
 
-Stages raise these; ``install_error_handlers`` turns each into its status and JSON body, so routes never build
-error JSON and a new failure mode is one class here.
+Stages raise these; ``deepfer.http.errors`` turns each into its status and ``{"error": {"code", "message"}}``
+in one place, so routes never build error JSON, no stage imports the web stack, and a new failure mode is one
+class here. This module imports nothing but the standard library.
 
     DeepFERError(code, status)                      request-time, answered as JSON
       BadRequest          400 bad_request           malformed JSON, missing file field, bad option
@@ -23,24 +24,12 @@ error JSON and a new failure mode is one class here.
 
     ModelLoadError                                  startup only: missing, corrupt or contract-breaking model
 
-Framework errors get the same envelope: unknown route 404 ``not_found``, wrong method 405
-``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything unexpected becomes 500
-``internal`` in ``observability.RequestMiddleware`` (logged with its traceback, never echoed to the caller); a
-refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered before any route
-runs, use the envelope too (``server``): 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overloaded``.
+The web layer adds its own codes to the same envelope (``deepfer.http.errors`` lists them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-
-from service.schemas import ErrorBody, ErrorResponse
 
 
 class DeepFERError(Exception):
@@ -141,39 +130,3 @@ class ModelRejected(DeepFERError):
 
 class ModelLoadError(Exception):
     """A model cannot serve (missing, corrupt, breaks the contract): raised at startup, so the process exits."""
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
-
-
-def _describe(error: Exception) -> tuple[int, str, str, dict[str, str]]:
-    """status, code, message and headers of the answer to any error the handlers receive."""
-    if isinstance(error, DeepFERError):
-        return error.status, error.code, error.message, error.headers()
-    if isinstance(error, RequestValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
-        )
-        return 422, "invalid_request", problems or "invalid request", {}
-    assert isinstance(error, HTTPException)
-    code = _HTTP_CODES.get(error.status_code, "http_error")
-    return error.status_code, code, str(error.detail), dict(error.headers or {})
-
-
-def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None = None) -> None:
-    """Map every error type to the one envelope, and report each answer's code to ``on_error`` (metrics)."""
-    count = on_error or (lambda _: None)
-
-    async def answer(_: Request, error: Exception) -> JSONResponse:
-        status, code, message, headers = _describe(error)
-        count(code)
-        return error_response(status, code, message, headers)
-
-    # Starlette picks the handler by the exception's MRO, so subclasses are covered.
-    for kind in (DeepFERError, HTTPException, RequestValidationError):
-        app.add_exception_handler(kind, answer)

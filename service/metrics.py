@@ -69,7 +69,7 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "deepfer_stage_seconds",
-            "time per pipeline stage (decode, detect, align, classify)",
+            "time per pipeline stage (decode, detect, align; queue_wait for a classifier batch, classify per run)",
             ["stage"],
             buckets=_STAGE_BUCKETS_S,
             registry=self.registry,

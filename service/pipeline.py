@@ -1,9 +1,11 @@
 """One image's way through the service: bytes -> decode -> detect -> align -> 48x48 batch -> ONNX -> results.
 
-``Pipeline.analyze`` is the whole story and is shared by the HTTP API and ``deepfer predict``. Decode, detect
-and align run together on a worker thread (OpenCV and ONNX Runtime release the GIL, so two images really run
-on two cores); classification goes through the ``DynamicBatcher`` so faces from concurrent requests share one
-ONNX run.
+``Pipeline.analyze`` (encoded bytes) is the whole story: it decodes, then takes the same path as
+``Pipeline.analyze_image`` (an already decoded H x W x 3 uint8 BGR array, as a video frame or an image the
+caller also draws on). The HTTP API and ``deepfer predict`` call the first, ``deepfer video`` the second.
+Decode, detect and align run together on a worker thread (OpenCV and ONNX Runtime release the GIL, so two
+images really run on two cores); classification goes through the ``DynamicBatcher`` so faces from concurrent
+requests share one ONNX run.
 
 ``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked and
 warmed up beside the served ones, with a batcher of their own; one attribute assignment then sends every new
@@ -29,15 +31,15 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.batching import DynamicBatcher
-from service.classifier import EmotionClassifier, ModelInfo
-from service.contract import INPUT_SHAPE, LABELS
-from service.decode import decode
-from service.detect import Detection, FaceDetector
-from service.errors import ModelLoadError, Overloaded
-from service.metrics import Metrics
-from service.preprocess import align_face, face_from_crop, to_batch
-from service.settings import Settings
+from deepfer.batching import DynamicBatcher
+from deepfer.classifier import EmotionClassifier, ModelRecord
+from deepfer.contract import INPUT_SHAPE, LABELS
+from deepfer.decode import decode
+from deepfer.detect import Detection, FaceDetector
+from deepfer.errors import BadImage, ModelLoadError, Overloaded
+from deepfer.metrics import Metrics
+from deepfer.preprocess import align_face, face_from_crop, to_batch
+from deepfer.settings import Settings
 
 log = logging.getLogger("deepfer")
 
@@ -67,10 +69,12 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class Analysis:
+    """One image's answer: its size, its faces (largest first) and the classifier that produced them."""
+
     width: int
     height: int
     faces: list[FaceResult]
-    model: ModelInfo  # the classifier that produced ``faces`` (a reload may have swapped it since)
+    model: ModelRecord  # a reload may have swapped the served model since
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class Pipeline:
         return self._served.classifier
 
     @property
-    def model(self) -> ModelInfo:
-        return self._served.classifier.info
+    def model(self) -> ModelRecord:
+        return self._served.classifier.model
 
     @property
     def failure(self) -> str | None:
@@ -123,7 +127,16 @@ class Pipeline:
         return self._served.batcher.failure
 
     async def analyze(self, data: bytes, options: Options) -> Analysis:
-        """Encoded image -> every face with its emotion probabilities, largest face first."""
+        """Encoded image -> every face with its emotion probabilities, largest first (decoded on the worker)."""
+        return await self._analyze(data, options)
+
+    async def analyze_image(self, image: NDArray[np.uint8], options: Options) -> Analysis:
+        """A decoded H x W x 3 uint8 BGR image -> the same answer ``analyze`` gives for its lossless encoding."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise BadImage(f"expected an H x W x 3 uint8 BGR array, got {image.dtype} {image.shape}")
+        return await self._analyze(image, options)
+
+    async def _analyze(self, source: bytes | NDArray[np.uint8], options: Options) -> Analysis:
         if self._in_flight >= self._settings.max_concurrent_images:
             self._metrics.rejected.inc()
             raise Overloaded(
@@ -137,21 +150,21 @@ class Pipeline:
         # times out is cancelled here, but the thread keeps decoding, and that work must go on counting against
         # max_concurrent_images, or overload would pile up hidden work instead of answering 503.
         loop = asyncio.get_running_loop()
-        work = self._executor.submit(self.locate, data, options, served.detector)
+        work = self._executor.submit(self.locate, source, options, served.detector)
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._count_in_flight, -1))
         try:
             located = await asyncio.wrap_future(work)
-            with self._timed("classify"):
-                probabilities = await served.batcher.classify(to_batch(located.crops))  # k x 48x48x1 -> k x 7
+            # k x 48x48x1 -> k x 7; the batcher times the queue wait and the run as stages of their own
+            probabilities = await served.batcher.classify(to_batch(located.crops))
         except Overloaded:
             self._metrics.rejected.inc()
             raise
         finally:
             served.users -= 1
         self._metrics.faces_per_request.observe(len(located.crops))
-        return Analysis(located.width, located.height, _results(located, probabilities), served.classifier.info)
+        return Analysis(located.width, located.height, _results(located, probabilities), served.classifier.model)
 
-    async def reload(self) -> ModelInfo:
+    async def reload(self) -> ModelRecord:
         """Load the configured model files beside the served ones and swap them in; see the module docstring.
 
         Raises ``ModelLoadError`` (old models untouched) when a new file is missing, corrupt or off-contract.
@@ -180,12 +193,17 @@ class Pipeline:
         self._in_flight += change
         self._metrics.images_in_flight.set(self._in_flight)
 
-    def locate(self, data: bytes, options: Options, detector: FaceDetector | None = None) -> _Located:
-        """Decode, detect and align on the calling (worker) thread; bytes -> faces as 48x48 uint8 crops."""
-        with self._timed("decode"):
-            image = decode(
-                data, max_pixels=self._settings.max_pixels, max_pixel_scans=self._settings.max_pixel_scans
-            )  # -> H x W x 3 uint8 BGR
+    def locate(
+        self, source: bytes | NDArray[np.uint8], options: Options, detector: FaceDetector | None = None
+    ) -> _Located:
+        """Decode (bytes only), detect and align on the calling (worker) thread -> faces as 48x48 uint8 crops."""
+        if isinstance(source, bytes):
+            with self._timed("decode"):
+                image = decode(
+                    source, max_pixels=self._settings.max_pixels, max_pixel_scans=self._settings.max_pixel_scans
+                )  # -> H x W x 3 uint8 BGR
+        else:
+            image = source
         height, width = image.shape[:2]
         if not options.detect:
             return _Located(width, height, [None], [face_from_crop(image)])
@@ -247,6 +265,8 @@ async def _start_batcher(classifier: EmotionClassifier, settings: Settings, metr
         retry_after_s=settings.retry_after_s,
         on_batch=metrics.batch_size.observe,
         on_queue_depth=metrics.queue_depth.set,
+        on_wait=metrics.stage_seconds.labels("queue_wait").observe,
+        on_run=metrics.stage_seconds.labels("classify").observe,
     )
     await batcher.start()
     return batcher
@@ -259,10 +279,14 @@ async def _retire(served: _Served) -> None:
     await served.batcher.stop()
 
 
+Models = tuple[FaceDetector, EmotionClassifier]
+
+
 @asynccontextmanager
-async def open_pipeline(settings: Settings, metrics: Metrics) -> AsyncIterator[Pipeline]:
-    """Load both models (failing fast with ModelLoadError), start the batcher; stop it all on exit."""
-    detector, classifier = load_models(settings)
+async def open_pipeline(settings: Settings, metrics: Metrics, models: Models | None = None) -> AsyncIterator[Pipeline]:
+    """Load both models (failing fast with ModelLoadError) unless given loaded ones, start the batcher; stop it
+    all on exit. ``deepfer serve`` loads them before uvicorn starts and hands them in, so they load once."""
+    detector, classifier = models or load_models(settings)
     cv2.setNumThreads(settings.opencv_threads)  # process-wide; see Settings.opencv_threads
     executor = ThreadPoolExecutor(
         max_workers=settings.pipeline_threads,

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import FACE_SIZE
+from deepfer.contract import FACE_SIZE
 
 
 def to_grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -65,7 +65,7 @@ def to_batch(faces: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
 # (spread 16%; inter-ocular distance spreads 28%, eye-to-mouth 18%, so the box width is the steadiest scale), and
 # the FER centre sits 0.024 box widths above the box centre.
 #
-# `python bench/framing_fit.py --data fer2013.zip` re-measures this on scenes made from the validation split (no
+# `python -m bench.framing_fit --data fer2013.zip` re-measures this on scenes made from the validation split (no
 # PublicTest face): side 1.237, centre 0.022 widths up. Accuracy on those 2,763 matched faces, shipped classifier
 # v3.1 / v3 without its smoothing: ground-truth crop 68.4 / 68.2% (the upper bound) · this alignment 67.8 / 68.1%
 # · same frame without rotation 67.9 / 67.6% · naive square crop of the YuNet box 68.0 / 67.0% · the YuNet box as

@@ -12,7 +12,7 @@ from typing import Literal
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from service.errors import ModelLoadError
+from deepfer.errors import ModelLoadError
 
 # What ORT raises for an unreadable, truncated or invalid file: its own classes, not subclasses of RuntimeError.
 _LOAD_ERRORS = (

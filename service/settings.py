@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     pre_drain_s: float = Field(
         0.0, ge=0, description="after SIGTERM, /readyz answers 503 and the service keeps serving this long, then drains"
     )
-    # Connection limits (service/server.py). 16 KiB is h11's and nginx's default header allowance (4 x 8 KB
+    # Connection limits (service/http/server.py). 16 KiB is h11's and nginx's default header allowance (4 x 8 KB
     # buffers in nginx), far above what a client of this API sends (under 1 KB with an API key).
     max_header_bytes: int = Field(16_384, ge=1024, description="request line + headers; larger gets 431")
     # A real client sends its headers in one packet; 10 s is generous for a slow mobile link, and short next to the
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         5, ge=0, le=19, description="how far below the batcher and event loop the pipeline threads run (Linux)"
     )
     # One: the pipeline threads already run images in parallel, and OpenCV's own pool only added hand-offs:
-    # `python bench/stages.py` measured 11.25 ms of CPU per image with OpenCV's default (two threads here)
+    # `python -m bench.stages` measured 11.25 ms of CPU per image with OpenCV's default (two threads here)
     # against 9.55 ms with one, at the same wall time even for a single request.
     opencv_threads: int = Field(1, ge=1, description="OpenCV's threads per call (process-wide); 1 = sequential")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium and ChromeDriver for the browser tests (tests/test_demo_browser.py).
+# Installs Debian's Chromium and ChromeDriver for the browser tests (tests/http/test_demo_browser.py).
 # Idempotent and quiet: does nothing when /usr/bin/chromium is already there. The tests never download a
 # browser of their own; Playwright (the `test` extra) drives this one through executable_path.
 set -euo pipefail

@@ -11,12 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
-from service.classifier import EmotionClassifier
-from service.contract import MetadataKey
-from service.preprocess import to_batch
+from deepfer.classifier import EmotionClassifier
+from deepfer.contract import MetadataKey
+from deepfer.preprocess import to_batch
 from training.calibration import ECE_BINS, accuracy_at_coverage, apply_temperature, fit_temperature, reliability
 from training.calibration import negative_log_likelihood as nll
-from training.data import sha256_of, validation_faces
+from training.data import sha256_of, split_errors_exit, validation_faces
 from training.report import plot_reliability
 
 
@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     classifier = EmotionClassifier(args.model, intra_op_threads=0)
-    metadata = classifier.info.metadata
+    metadata = classifier.model.metadata
     if metadata.get(MetadataKey.TEMPERATURE, "1") != "1":
         raise SystemExit(
             f"{args.model} already holds temperature {metadata[MetadataKey.TEMPERATURE]}: fit on a raw export"
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "temperature": temperature,
         "fitted_on": {"split": "validation", "faces": len(faces), **chosen_by},
-        "model": {"path": str(args.model), "sha256": classifier.info.sha256},
+        "model": {"path": str(args.model), "sha256": classifier.model.sha256},
         f"ece_{ECE_BINS}_bins": {name.split(" ")[0]: c.expected_calibration_error for name, c in curves.items()},
         "nll": {"before": nll(faces.labels, before), "after": nll(faces.labels, after)},
         "accuracy_at_coverage": {
@@ -64,4 +64,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with split_errors_exit():
+        raise SystemExit(main())

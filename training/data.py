@@ -1,6 +1,6 @@
 """FER2013 in the Kaggle layout (``train/<emotion>/*.jpg``, ``test/<emotion>/*.jpg``), from a folder or a zip.
 
-Every face goes through ``service.preprocess.face_from_crop``: the same function that serves ``detect=false``
+Every face goes through ``deepfer.preprocess.face_from_crop``: the same function that serves ``detect=false``
 requests, so the model never sees a face prepared differently from the ones it is asked about.
 """
 
@@ -10,6 +10,7 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -17,8 +18,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contract import LABELS, MetadataKey
-from service.preprocess import face_from_crop
+from deepfer.contract import LABELS, MetadataKey
+from deepfer.preprocess import face_from_crop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -100,19 +101,33 @@ def stratified_split(labels: NDArray[np.int64], fraction: float, seed: int) -> t
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
+class SplitUnknownError(ValueError):
+    """The validation split a model was trained with cannot be rebuilt: scoring on a guess would inflate it."""
+
+
+@contextmanager
+def split_errors_exit() -> Iterator[None]:
+    """For a command's ``__main__``: a ``SplitUnknownError`` ends it with its message as the one line."""
+    try:
+        yield
+    except SplitUnknownError as error:
+        raise SystemExit(str(error)) from None
+
+
 def validation_faces(
     model: Path, data: Path, metadata: dict[str, str], data_sha256: str
 ) -> tuple[FaceSet, dict[str, object]]:
     """The part of ``train/`` that the model's training held out, and the parameters that chose it.
 
     Rebuilt from the model's own record, never from flags: a different seed, fraction or per-class limit than
-    training used would quietly mix training faces into it and inflate the score.
+    training used would quietly mix training faces into it and inflate the score. Raises ``SplitUnknownError``
+    when the record does not say, or ``data`` is not what the model was trained on (commands report it).
     """
     config = json.loads(metadata.get(MetadataKey.CONFIG, "{}"))
     if not {"seed", "val_fraction"} <= config.keys():
-        raise SystemExit(f"{model} has no training_config in its metadata: its validation split is unknown")
+        raise SplitUnknownError(f"{model} has no training_config in its metadata: its validation split is unknown")
     if metadata.get(MetadataKey.DATA_SHA256) != data_sha256:
-        raise SystemExit(
+        raise SplitUnknownError(
             f"{data} is not the data {model} was trained on (SHA-256 {data_sha256[:12]}… vs "
             f"{metadata.get(MetadataKey.DATA_SHA256, 'unrecorded')[:12]}…): no validation split to rebuild"
         )

@@ -15,11 +15,11 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
+from deepfer.classifier import EmotionClassifier
+from deepfer.preprocess import to_batch
 from export.stamp import graph_sha256
-from service.classifier import EmotionClassifier
-from service.preprocess import to_batch
 from training.conditions import CONDITIONS, apply_condition
-from training.data import FaceSet, load_split, sha256_of, validation_faces
+from training.data import FaceSet, load_split, sha256_of, split_errors_exit, validation_faces
 from training.report import per_class_table, score, write_report
 
 
@@ -52,15 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     classifier = EmotionClassifier(args.model, intra_op_threads=args.threads)
     data_sha256 = sha256_of(args.data)
-    faces, chosen_by = load_faces(args, classifier.info.metadata, data_sha256)
+    faces, chosen_by = load_faces(args, classifier.model.metadata, data_sha256)
     started = time.perf_counter()
     probabilities = classifier.run_in_batches(to_batch(faces.faces), args.batch_size)
     seconds = time.perf_counter() - started
     extra = {
         "model": {
             "path": str(args.model),
-            "version": classifier.info.version,
-            "sha256": classifier.info.sha256,
+            "version": classifier.model.version,
+            "sha256": classifier.model.sha256,
             "graph_sha256": graph_sha256(onnx.load(str(args.model)).graph),
         },
         "data": {
@@ -113,4 +113,5 @@ def first_per_class(labels: NDArray[np.int64], limit: int) -> NDArray[np.int64]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with split_errors_exit():
+        raise SystemExit(main())

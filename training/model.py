@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from service.contract import INPUT_SHAPE, LABELS
+from deepfer.contract import INPUT_SHAPE, LABELS
 from training.augment import FaceAugment
 from training.config import TrainConfig
 

@@ -1,7 +1,8 @@
 """Evaluation figures and tables from predicted probabilities: no model code, so any scorer can reuse it.
 
-Metrics are computed with numpy rather than scikit-learn to keep the train extra small; each is a few lines
-and checked against hand-computed cases in tests/test_report.py.
+Confusion matrix, precision/recall/F1 and one-vs-rest ROC/AUC come from scikit-learn, the field's reference
+implementation, so the figures mean exactly what a reader expects; tests/training/test_report.py checks them
+against cases small enough to compute by hand. Calibration (ECE, NLL, coverage) is ``training.calibration``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt
 import numpy as np
 from numpy.typing import NDArray
+from sklearn import metrics as sk
 
-from service.contract import LABELS
+from deepfer.contract import LABELS
 from training.calibration import ECE_BINS, Reliability, accuracy_at_coverage, negative_log_likelihood, reliability
 
 
@@ -30,51 +32,47 @@ class ClassScores:
     recall: float
     f1: float
     support: int
-    auc: float
+    auc: float | None  # None when the split holds no face of the class (or only faces of it): AUC is undefined
 
 
 def confusion_matrix(labels: NDArray[np.int64], predicted: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Rows are true classes, columns predicted classes."""
-    matrix = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
+    """Rows are true classes, columns predicted classes, all seven even when a class is absent."""
+    matrix: NDArray[np.int64] = sk.confusion_matrix(labels, predicted, labels=range(len(LABELS)))
     return matrix
 
 
 def roc_curve(is_positive: NDArray[np.bool_], score: NDArray[np.float64]) -> tuple[NDArray, NDArray, float]:
     """(false positive rates, true positive rates, AUC) of one class against the rest; ties share a step."""
-    order = np.argsort(-score, kind="stable")
-    score, is_positive = score[order], is_positive[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
-    true_pos = np.cumsum(is_positive)[last_of_tie]
-    false_pos = (last_of_tie + 1) - true_pos
-    positives, negatives = max(int(is_positive.sum()), 1), max(int((~is_positive).sum()), 1)
-    tpr = np.r_[0.0, true_pos / positives]
-    fpr = np.r_[0.0, false_pos / negatives]
-    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+    fpr, tpr, _ = sk.roc_curve(is_positive, score)
+    return fpr, tpr, float(sk.auc(fpr, tpr))
 
 
 def score(labels: NDArray[np.int64], probabilities: NDArray[np.float32]) -> dict[str, Any]:
     """Accuracy, macro F1 and the per-class table for N labels and N x 7 probabilities."""
     predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted)
+    classes = list(range(len(LABELS)))
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
     per_class: dict[str, ClassScores] = {}
     for index, name in enumerate(LABELS):
-        true_pos = matrix[index, index]
-        precision = true_pos / max(matrix[:, index].sum(), 1)
-        recall = true_pos / max(matrix[index].sum(), 1)
-        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-        _, _, auc = roc_curve(labels == index, probabilities[:, index].astype(np.float64))
-        per_class[name] = ClassScores(float(precision), float(recall), float(f1), int(matrix[index].sum()), auc)
+        is_positive = labels == index
+        defined = 0 < is_positive.sum() < len(labels)
+        auc = float(sk.roc_auc_score(is_positive, probabilities[:, index])) if defined else None
+        per_class[name] = ClassScores(
+            float(precision[index]), float(recall[index]), float(f1[index]), int(support[index]), auc
+        )
+    aucs = [s.auc for s in per_class.values() if s.auc is not None]
     return {
         "count": len(labels),
-        "accuracy": float(np.mean(predicted == labels)),
-        "macro_f1": float(np.mean([s.f1 for s in per_class.values()])),
-        "macro_auc": float(np.mean([s.auc for s in per_class.values()])),
+        "accuracy": float(sk.accuracy_score(labels, predicted)),
+        "macro_f1": float(np.mean(f1)),
+        "macro_auc": float(np.mean(aucs)) if aucs else None,
         f"ece_{ECE_BINS}_bins": reliability(labels, probabilities).expected_calibration_error,
         "nll": negative_log_likelihood(labels, probabilities),
         "accuracy_at_coverage": accuracy_at_coverage(labels, probabilities),
         "per_class": {name: vars(s) for name, s in per_class.items()},
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
     }
 
 
@@ -170,13 +168,10 @@ def per_class_table(scores: dict[str, Any]) -> str:
     """Markdown table of the per-class scores, for the report folder and the README."""
     lines = ["| class | precision | recall | F1 | AUC | support |", "|---|---|---|---|---|---|"]
     for name, s in scores["per_class"].items():
-        lines.append(
-            f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {s['auc']:.3f} | {s['support']} |"
-        )
-    lines.append(
-        f"| **all** | | | **macro {scores['macro_f1']:.3f}** | **macro {scores['macro_auc']:.3f}** "
-        f"| {scores['count']} |"
-    )
+        auc = "-" if s["auc"] is None else f"{s['auc']:.3f}"
+        lines.append(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {auc} | {s['support']} |")
+    macro_auc = "-" if scores["macro_auc"] is None else f"{scores['macro_auc']:.3f}"
+    lines.append(f"| **all** | | | **macro {scores['macro_f1']:.3f}** | **macro {macro_auc}** | {scores['count']} |")
     return "\n".join(lines)
 
 

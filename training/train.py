@@ -18,7 +18,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from service.contract import LABELS
+from deepfer.contract import LABELS
 from training.config import ClassWeighting, TrainConfig
 from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
 

@@ -1,0 +1,180 @@
+"""uvicorn as the service runs it: limits for hostile connections, and a drain that load balancers can follow.
+
+uvicorn's httptools protocol bounds neither the size nor the arrival time of request headers (a 64 MB header
+was accepted, one trickled at 8 B/s held its connection for a minute) and holds any number of connections.
+``LimitedProtocol`` adds the three limits from ``Settings``, each answered with the JSON error envelope and the
+connection closed:
+
+    max_header_bytes     431 headers_too_large   request line + headers, counted while they arrive
+    header_timeout_s     408 header_timeout      from a request's first byte (or the connection's opening)
+    max_connections      503 overloaded          a connection beyond the cap, refused before anything is read
+
+``DrainingServer`` changes what SIGTERM does: ``/readyz`` turns 503 at once while the listener keeps serving for
+``pre_drain_s`` (the time a Kubernetes endpoint update or a load balancer's health check needs to stop sending
+traffic), then uvicorn drains in-flight requests for up to ``graceful_shutdown_s`` and the process exits 0. A
+second SIGTERM, or SIGINT, shuts down at once as uvicorn does. With ``workers > 1`` uvicorn's supervisor runs its
+own server in each child, so the pre-drain applies to single-process serving, which is how the shipped
+container, Compose and Kubernetes configurations run (one process per replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from functools import partial
+from http import HTTPStatus
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from deepfer.http.schemas import ErrorResponse
+from deepfer.settings import Settings
+
+log = logging.getLogger("deepfer")
+_LINGER_S = 1.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int
+    header_timeout_s: float
+    max_connections: int
+    retry_after_s: int
+
+
+class _RefusedError(Exception):
+    """Raised from a parser callback to stop parsing; uvicorn then calls ``send_400_response``."""
+
+
+class LimitedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header size and time limits and a connection cap."""
+
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._header_bytes = 0  # bytes received since the current request began, until its headers end
+        self._in_headers = True
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str, str] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._limits.max_connections:
+            self._refuse(503, "overloaded", f"more than max_connections={self._limits.max_connections} connections")
+            return
+        self._start_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:  # refused: nothing more is parsed, let alone run
+            return
+        if self._in_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Still in the headers after this chunk: they alone are what was counted, so refuse before buffering more.
+        if self._in_headers and self._header_bytes > self._limits.max_header_bytes and self._refusal is None:
+            self._refuse(431, "headers_too_large", self._too_large())
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers, self._header_bytes = True, 0
+        self._start_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._stop_header_timer()
+        # The chunk that ended the headers was counted with its body bytes; measure the parsed headers exactly.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self._limits.max_header_bytes:
+            self._refusal = (431, "headers_too_large", self._too_large())
+            raise _RefusedError
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, or to our refusal: the JSON envelope instead of text."""
+        self._refuse(*(self._refusal or (400, "bad_request", msg)))
+
+    def _too_large(self) -> str:
+        return f"request headers exceed max_header_bytes={self._limits.max_header_bytes}"
+
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._limits.header_timeout_s, self._header_timeout)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._in_headers and not self.transport.is_closing():
+            self._refuse(408, "header_timeout", f"headers not received within {self._limits.header_timeout_s} s")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer with the error envelope and close: the connection is not worth keeping."""
+        self._stop_header_timer()
+        self._refusal = (status, code, message)
+        body = ErrorResponse.of(code, message).model_dump_json().encode()
+        retry = f"retry-after: {self._limits.retry_after_s}\r\n" if status == 503 else ""
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        # A lingering close: closing with the client's bytes unread would send a reset, which can destroy the
+        # answer in the client's buffers before it is read. Half-close, discard what still comes, close in 1 s.
+        self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` keywords of ``deepfer serve`` (and of the test servers, so they run the same limits)."""
+    limits = ConnectionLimits(
+        settings.max_header_bytes, settings.header_timeout_s, settings.max_connections, settings.retry_after_s
+    )
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "http": partial(LimitedProtocol, limits=limits),
+        "log_config": None,
+        "access_log": False,
+        # Rounded up, not down: uvicorn takes whole seconds, and int(0.5) = 0 would cancel every in-flight
+        # request the moment the drain begins instead of letting it finish.
+        "timeout_graceful_shutdown": math.ceil(settings.graceful_shutdown_s),
+    }
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a pre-drain on SIGTERM (see the module docstring) and exit status 0 after it."""
+
+    def __init__(self, config: uvicorn.Config, *, app: FastAPI, pre_drain_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._pre_drain_s = pre_drain_s
+        self._drain_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self._drain_at is not None:
+            super().handle_exit(sig, frame)
+            return
+        # Not recorded as a captured signal: uvicorn would re-raise it after shutdown, and exit 143 says "killed".
+        self._app.state.draining = True
+        self._drain_at = time.monotonic() + self._pre_drain_s
+        log.info("SIGTERM: readiness off, serving %.1f s more before draining", self._pre_drain_s)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_at is not None and time.monotonic() >= self._drain_at:
+            self.should_exit = True
+        return await super().on_tick(counter)

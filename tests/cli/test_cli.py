@@ -1,0 +1,212 @@
+"""The ``deepfer`` command as a user runs it: predict on files, serve failing fast, SIGTERM draining requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+from tests.imaging import DATA
+from tests.servers import REPO, free_port
+
+SCENES = [DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"]
+
+
+def deepfer(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepfer.cli", *map(str, args)],
+        check=False,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_predict_prints_json_for_every_image() -> None:
+    result = deepfer("predict", "--format", "json", *SCENES, DATA / "images" / "no_face.jpg")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [len(answer["faces"]) for answer in answers] == [3, 3, 0]
+    assert answers[0]["path"].endswith("scene_0000.jpg")
+
+
+def test_predict_table_and_annotation(tmp_path: Path) -> None:
+    out = tmp_path / "annotated.jpg"
+    result = deepfer("predict", SCENES[0], "--annotate", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("scene_0000.jpg") == 3
+    annotated = cv2.imread(str(out))
+    assert annotated is not None and annotated.shape == (480, 640, 3)
+
+
+def test_predict_reports_a_bad_file_and_exits_nonzero(tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = deepfer("predict", text)
+    assert result.returncode == 1
+    assert "bad_image" in result.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage bytes", None])
+def test_serve_refuses_a_bad_model_with_one_readable_line(tmp_path: Path, content: bytes | None) -> None:
+    model = tmp_path / "emotion.onnx"
+    if content is not None:
+        model.write_bytes(content)
+    result = deepfer("serve", "--port", str(free_port()), env={"DEEPFER_CLASSIFIER_PATH": str(model)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("deepfer: cannot start:")
+    assert str(model) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_drains_in_flight_requests() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        # 16 scenes (the batch limit) per request, 4 requests: well over a second of work on two cores.
+        files = [("files", path.read_bytes()) for path in SCENES * 8]
+
+        def one(_: int) -> tuple[int, float]:
+            response = httpx.post(f"{url}/predict/batch", files=files, timeout=60)
+            return response.status_code, time.monotonic()
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            pending = [pool.submit(one, i) for i in range(4)]
+            # Wait until the server is working on images, not a fixed time: on a loaded machine the clients may take
+            # longer than any fixed sleep to connect, and SIGTERM would then find nothing in flight.
+            started = time.monotonic()
+            while "deepfer_images_in_flight 0.0" in httpx.get(f"{url}/metrics", timeout=5).text:
+                assert time.monotonic() - started < 30, "the requests never reached the pipeline"
+                time.sleep(0.02)
+            terminated_at = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            outcomes = [future.result() for future in pending]
+        assert [status for status, _ in outcomes] == [200] * 4
+        assert any(finished > terminated_at for _, finished in outcomes), "nothing was in flight at SIGTERM"
+        server.communicate(timeout=30)
+        assert server.returncode == 0  # drained, then a clean exit (service/http/server.py)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    result = deepfer("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"deepfer {version('deepfer')}"
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`deepfer predict photo.jpg | head` must not end in a BrokenPipeError traceback: the reader is gone
+    before the answer is written."""
+    command = [sys.executable, "-m", "deepfer.cli", "predict", str(SCENES[0])]
+    reader = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()
+    with reader.stderr:
+        stderr = reader.stderr.read().decode()
+    reader.wait(timeout=60)
+    assert "Traceback" not in stderr, stderr
+
+
+def test_predict_through_a_server_matches_the_local_pipeline(server_url: str) -> None:
+    """--url sends the files to a running service; its answers are the local pipeline's, file by file."""
+    remote = deepfer("predict", "--url", server_url, "--format", "json", *SCENES)
+    local = deepfer("predict", "--format", "json", *SCENES)
+    assert remote.returncode == 0 == local.returncode, remote.stderr + local.stderr
+    for there, here in zip(json.loads(remote.stdout), json.loads(local.stdout), strict=True):
+        assert there["path"] == here["path"]
+        assert [face["box"] for face in there["faces"]] == [face["box"] for face in here["faces"]]
+        assert [face["emotion"] for face in there["faces"]] == [face["emotion"] for face in here["faces"]]
+
+
+def test_predict_through_a_server_reports_a_refused_file(server_url: str, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = deepfer("predict", "--url", server_url, "--format", "json", SCENES[0], text)
+    assert result.returncode == 1
+    answers = json.loads(result.stdout)
+    assert len(answers[0]["faces"]) == 3 and answers[1]["error"]["code"] == "bad_image"
+
+
+def test_a_dead_url_is_named_in_one_line() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = deepfer("predict", "--url", dead, SCENES[0])
+    assert result.returncode == 2
+    assert dead in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_annotate_several_images_into_a_folder(tmp_path: Path) -> None:
+    """Several inputs need a folder: one drawing per image, named after it; nothing else is written."""
+    folder = tmp_path / "annotated"
+    result = deepfer("predict", *SCENES, "--annotate", f"{folder}/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["scene_0000.jpg", "scene_0002.jpg"]
+    for scene in SCENES:
+        drawn, plain = cv2.imread(str(folder / scene.name)), cv2.imread(str(scene))
+        assert drawn is not None and drawn.shape == plain.shape
+        assert (cv2.absdiff(drawn, plain) > 60).any(), "no box drawn"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["annotated"]
+
+
+def test_annotate_one_file_name_for_several_images_is_refused(tmp_path: Path) -> None:
+    result = deepfer("predict", *SCENES, "--annotate", tmp_path / "out.jpg")
+    assert result.returncode == 2
+    assert "names one file, but 2 images were given" in result.stderr and "--annotate" in result.stderr
+    assert list(tmp_path.iterdir()) == [] and result.stdout == ""  # refused before any work
+
+
+def test_annotate_never_overwrites_an_input(tmp_path: Path) -> None:
+    source = tmp_path / "scene.jpg"
+    source.write_bytes(SCENES[0].read_bytes())
+    result = deepfer("predict", source, "--annotate", source)
+    assert result.returncode == 2 and "overwrite the input" in result.stderr
+    assert source.read_bytes() == SCENES[0].read_bytes()
+
+
+def test_table_columns_line_up_under_their_headers(tmp_path: Path) -> None:
+    """Every value starts (left-aligned columns) or ends (right-aligned ones) where its header does, even with a
+    file name longer than any fixed width."""
+    long_name = tmp_path / ("a-rather-long-file-name-from-a-camera-export-" + SCENES[0].name)
+    long_name.write_bytes(SCENES[0].read_bytes())
+    result = deepfer("predict", long_name, SCENES[1])
+    assert result.returncode == 0, result.stderr
+    header, rule, *rows = result.stdout.splitlines()
+    assert len(rows) == 6
+    spans = [(match.start(), match.end()) for match in re.finditer(r"-+", rule)]
+    titles = ["image", "face", "box (x,y,w,h)", "score", "emotion", "p"]
+    right = {"face", "score", "p"}
+    for (start, end), title in zip(spans, titles, strict=True):
+        cell = header[start:end]
+        assert cell.strip() == title, (title, cell)
+        for row in rows:
+            value = row[start:end]
+            assert value.strip(), (title, row)
+            assert (value[-1] != " ") if title in right else (value[0] != " "), (title, row)

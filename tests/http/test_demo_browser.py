@@ -1,0 +1,309 @@
+"""The browser demo in a real browser: Debian's Chromium, headless, driven by Playwright, against real uvicorn.
+
+What is compared is what the page actually drew: box elements measured on screen against the API's boxes
+scaled to the displayed image, and each bar's filled width against the API's probability. Live mode runs on
+Chromium's fake camera fed with a Y4M clip made here from public scenes. Screenshots land in
+artifacts/browser/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import pytest
+
+from deepfer.contract import LABELS
+from deepfer.http.demo import CONTENT_SECURITY_POLICY
+from deepfer.http.docs import REDOC_CONTENT_SECURITY_POLICY
+from tests.imaging import DATA
+
+CHROMIUM = Path(os.environ.get("DEEPFER_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"Chromium not found at {CHROMIUM}: run tests/ci-browser-deps.sh (or set DEEPFER_CHROMIUM)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+
+# Flags this machine needs: no sandbox as root, no GPU, and no background traffic to Google's hosts, which the
+# closed network refuses. The fake-media flags give getUserMedia a camera playing our clip without a prompt.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+# Committed public scenes with three faces each, so a mix-up between faces would show.
+SCENES = DATA / "scenes"
+UPLOAD_SCENE = SCENES / "scene_0000.jpg"
+CAMERA_SCENES = (SCENES / "scene_0000.jpg", SCENES / "scene_0002.jpg")
+API_KEY = "demo-test-key"
+
+# Counts the page's own /predict calls as it makes them, to prove live mode never has two in flight.
+COUNT_PREDICT_CALLS = """
+(() => {
+  const original = window.fetch;
+  window.__predict = { inFlight: 0, peak: 0, calls: 0 };
+  window.fetch = async (...args) => {
+    const counting = String(args[0]).endsWith("predict");
+    if (counting) {
+      window.__predict.calls += 1;
+      window.__predict.inFlight += 1;
+      window.__predict.peak = Math.max(window.__predict.peak, window.__predict.inFlight);
+    }
+    try {
+      return await original(...args);
+    } finally {
+      if (counting) window.__predict.inFlight -= 1;
+    }
+  };
+})();
+"""
+
+DRAWN_BOXES = """
+() => {
+  const image = document.querySelector("#photo").getBoundingClientRect();
+  return [...document.querySelectorAll("#overlay .box")].map((box) => {
+    const drawn = box.getBoundingClientRect();
+    return {
+      data: { ...box.dataset },
+      label: box.getAttribute("aria-label"),
+      left: drawn.left - image.left,
+      top: drawn.top - image.top,
+      width: drawn.width,
+      height: drawn.height,
+      scale: image.width / Number(document.querySelector("#overlay").dataset.imageWidth),
+    };
+  });
+}
+"""
+
+DRAWN_BARS = """
+() => [...document.querySelectorAll("#face-list .face")].map((face) => ({
+  emotion: face.dataset.emotion,
+  heading: face.querySelector("h3").textContent,
+  bars: [...face.querySelectorAll(".bar")].map((bar) => ({
+    emotion: bar.dataset.emotion,
+    probability: Number(bar.dataset.probability),
+    fill: bar.querySelector(".fill").getBoundingClientRect().width / bar.getBoundingClientRect().width,
+  })),
+}))
+"""
+
+
+def write_y4m(path: Path, images: list[Path], *, fps: int, frames_each: int) -> None:
+    """A raw I420 clip Chromium's fake camera can play (it loops it): each image shown for ``frames_each``."""
+    first = cv2.imread(str(images[0]))
+    height, width = first.shape[:2]
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for image in images:
+            bgr = cv2.resize(cv2.imread(str(image)), (width, height))
+            planes = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+            for _ in range(frames_each):
+                out.write(b"FRAME\n" + planes)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Chromium for the module, with a fresh profile and a fake camera playing public scenes."""
+    work = tmp_path_factory.mktemp("chromium")
+    clip = work / "camera.y4m"
+    write_y4m(clip, list(CAMERA_SCENES), fps=10, frames_each=10)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir=str(work / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={clip}"],
+            viewport={"width": 1280, "height": 900},
+            # Bars animate their width; reduced motion makes what is measured the final state.
+            reduced_motion="reduce",
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """Errors the page logged; a test that provokes one on purpose removes it before the check."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, console_errors: list[str]) -> Iterator[Any]:
+    """A fresh tab that fails the test on any console error (a CSP violation, a script error, a 404)."""
+    tab = browser.new_page()
+    tab.add_init_script(COUNT_PREDICT_CALLS)
+    tab.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: console_errors.append(str(error)))
+    yield tab
+    tab.close()
+    assert not console_errors, f"browser console errors: {console_errors}"
+
+
+def assert_drawn_like_api(page: Any, answer: dict[str, Any]) -> None:
+    """Boxes sit where the API's boxes fall on the displayed image; bars show the API's probabilities."""
+    boxes = page.evaluate(DRAWN_BOXES)
+    assert len(boxes) == len(answer["faces"]) > 0
+    for drawn, face in zip(boxes, answer["faces"], strict=True):
+        expected = face["box"]
+        assert {key: int(drawn["data"][key]) for key in ("x", "y", "width", "height")} == expected
+        assert drawn["data"]["emotion"] == face["emotion"]
+        assert face["emotion"] in drawn["label"]
+        for key in ("width", "height"):
+            assert drawn[key] == pytest.approx(expected[key] * drawn["scale"], abs=1.0)
+        assert drawn["left"] == pytest.approx(expected["x"] * drawn["scale"], abs=1.0)
+        assert drawn["top"] == pytest.approx(expected["y"] * drawn["scale"], abs=1.0)
+
+    faces = page.evaluate(DRAWN_BARS)
+    assert len(faces) == len(answer["faces"])
+    for drawn, face in zip(faces, answer["faces"], strict=True):
+        assert drawn["emotion"] == face["emotion"]
+        assert face["emotion"] in drawn["heading"]
+        assert [bar["emotion"] for bar in drawn["bars"]] == list(LABELS)
+        for bar in drawn["bars"]:
+            probability = face["probabilities"][bar["emotion"]]
+            assert bar["probability"] == probability
+            assert bar["fill"] == pytest.approx(probability, abs=0.01)
+
+
+def test_upload_draws_the_apis_boxes_and_bars(page: Any, server_url: str) -> None:
+    """Pick a scene with the keyboard; what is drawn matches /predict, on a desktop and a phone-sized screen."""
+    scene = UPLOAD_SCENE
+    answer = httpx.post(f"{server_url}/predict", files={"file": scene.read_bytes()}, timeout=30).json()
+    assert len(answer["faces"]) >= 2, "the scene should show several faces for this test to mean much"
+
+    page.goto(server_url + "/")
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Choose an image…").press("Enter")
+    chooser.value.set_files(str(scene))
+    page.wait_for_selector("#overlay[data-renders='1']")
+    assert_drawn_like_api(page, answer)
+    assert str(len(answer["faces"])) in page.get_by_role("status").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "upload-desktop.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "page scrolls sideways"
+    assert_drawn_like_api(page, answer)
+    page.screenshot(path=str(ARTIFACTS / "upload-phone.png"), full_page=True)
+
+
+DROP_FILE = """
+async ([name, base64]) => {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+  const target = document.querySelector("#drop-zone");
+  target.dispatchEvent(new DragEvent("dragover", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+  target.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+}
+"""
+
+
+def test_dropping_an_image_analyses_it(page: Any, server_url: str) -> None:
+    """Drag and drop, the other way in: the dropped scene is drawn as the API answers it."""
+    answer = httpx.post(f"{server_url}/predict", files={"file": UPLOAD_SCENE.read_bytes()}, timeout=30).json()
+    page.goto(server_url + "/")
+    page.evaluate(DROP_FILE, [UPLOAD_SCENE.name, base64.b64encode(UPLOAD_SCENE.read_bytes()).decode()])
+    page.wait_for_selector("#overlay[data-renders='1']")
+    assert_drawn_like_api(page, answer)
+
+
+def test_live_mode_overlays_the_fake_camera_one_request_at_a_time(page: Any, server_url: str) -> None:
+    """Live mode on Chromium's fake camera: results keep coming, at the chosen rate, never two requests at once."""
+    page.goto(server_url + "/")
+    page.get_by_role("tab", name="Image").focus()
+    page.keyboard.press("ArrowRight")
+    assert page.get_by_role("tab", name="Live").get_attribute("aria-selected") == "true"
+    page.get_by_label("Target frames per second").select_option("5")
+    page.get_by_role("button", name="Start camera").press("Enter")
+
+    page.wait_for_function("() => Number(document.querySelector('#overlay').dataset.faces) > 0", timeout=20_000)
+    page.wait_for_function("() => Number(document.querySelector('#overlay').dataset.renders) >= 12", timeout=20_000)
+    fps = float(page.locator("#fps").get_attribute("data-value") or 0)
+    calls = page.evaluate("window.__predict")
+    page.screenshot(path=str(ARTIFACTS / "live.png"), full_page=True)
+    page.get_by_role("button", name="Stop camera").click()
+
+    assert calls["peak"] == 1, f"requests piled up: {calls}"
+    # Steady at the chosen 5 frames/s: not flooding the server, and not starving on a loaded 2-core machine.
+    assert 2.0 <= fps <= 5.75, f"measured {fps} frames/s at a target of 5"
+    assert page.get_by_role("button", name="Start camera").get_attribute("aria-pressed") == "false"
+
+
+def test_api_key_field_unlocks_a_protected_service(
+    page: Any, live_server: Callable[..., Any], console_errors: list[str]
+) -> None:
+    """Without a key the page says why and moves focus to the key field; with the key typed in it works."""
+    with live_server(api_keys=[API_KEY]) as url:
+        page.goto(url + "/")
+        page.locator("#file-input").set_input_files(str(UPLOAD_SCENE))
+        status = page.get_by_role("status")
+        sync_api.expect(status).to_contain_text("API key")
+        assert page.evaluate("document.activeElement.id") == "api-key"
+        page.screenshot(path=str(ARTIFACTS / "api-key-missing.png"))
+
+        page.get_by_label("API key").fill(API_KEY)
+        page.keyboard.press("Tab")  # leaving the field commits it, as a person would
+        page.locator("#file-input").set_input_files(str(UPLOAD_SCENE))
+        page.wait_for_selector("#overlay[data-renders='1']")
+        assert int(page.locator("#overlay").get_attribute("data-faces") or 0) > 0
+        sync_api.expect(page.locator("#model-info")).to_contain_text("Model:")
+    # The refused requests were the point of the first half; anything else logged still fails the test.
+    console_errors[:] = [error for error in console_errors if "401" not in error]
+
+
+def test_api_docs_render_with_the_network_closed(page: Any, server_url: str, console_errors: list[str]) -> None:
+    """/docs (Swagger UI) and /redoc draw every operation while every request off this origin is refused, under
+    the demo's Content-Security-Policy (/redoc: plus inline styles and a blob: worker; any violation is a
+    console error, which fails the test, except the one ReDoc provokes: its logo from its vendor's CDN)."""
+    refused: list[str] = []
+
+    def this_origin_only(route: Any) -> None:
+        if route.request.url.startswith(server_url + "/"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", this_origin_only)
+    paths = httpx.get(f"{server_url}/openapi.json").json()["paths"]
+    operations = [operation for methods in paths.values() for operation in methods.values()]
+
+    response = page.goto(server_url + "/docs")
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    page.wait_for_selector(".opblock")
+    assert page.locator(".opblock").count() == len(operations)
+    sync_api.expect(page.locator(".info .title")).to_contain_text("DeepFER")
+    page.screenshot(path=str(ARTIFACTS / "docs.png"), full_page=True)
+
+    assert not console_errors, f"/docs: {console_errors}"
+    response = page.goto(server_url + "/redoc")
+    assert response.headers["content-security-policy"] == REDOC_CONTENT_SECURITY_POLICY
+    # ReDoc draws the operations in stages; each gets a section "operation/<operation id>" (and a tag/... alias).
+    drawn = """[...document.querySelectorAll('[data-section-id^="operation/"]')]"""
+    page.wait_for_function(f"n => {drawn}.length === n", arg=len(operations))
+    ids = page.evaluate(f"() => {drawn}.map((s) => s.dataset.sectionId.slice('operation/'.length))")
+    assert sorted(ids) == sorted(op["operationId"] for op in operations)
+    page.screenshot(path=str(ARTIFACTS / "redoc.png"))
+    assert refused == [], f"the docs reached for other hosts: {refused}"
+    vendor_logo = [error for error in console_errors if "cdn.redoc.ly" in error and "blocked" in error]
+    assert len(vendor_logo) == 1, "ReDoc's logo should be refused by the policy"
+    console_errors.remove(vendor_logo[0])

@@ -1,0 +1,363 @@
+"""Issue 13's attacks, each against a real server: decompression and CPU bombs, hidden work after a timeout, a
+classifier run that raises, abandoned uploads, slow or huge headers, too many connections, SIGTERM under load,
+and the small exposures (docs, redirects, CORS, native stderr lines). The hostile bytes come from
+``bench/hostile.py``, which builds them from real encoder output; nothing here mocks the server or the models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bench.hostile import (
+    png_chunk,
+    png_header_only,
+    progressive_scan_bomb,
+    stuffed_zero_pixel_bomb,
+    webp_vp8x_canvas,
+)
+from deepfer.contract import LABELS, MetadataKey
+from tests.http.test_faults import deepfer_serve, wait_ready
+from tests.imaging import DATA, encode, read
+from tests.servers import free_port
+
+SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()
+
+
+def error_code(response: httpx.Response) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+# 1. The size checked is the size decoded.
+
+
+def test_a_pixel_bomb_behind_a_stuffed_zero_is_refused(client: httpx.Client) -> None:
+    """SOI, FF 00, COM{fake 8x8 SOF}, real 9000x9000 SOF: libjpeg decodes 81 Mpx; the header walk must see it."""
+    response = client.post("/predict", files={"file": stuffed_zero_pixel_bomb()})
+    assert response.status_code == 413 and error_code(response) == "too_many_pixels", response.text
+    assert "9000x9000" in response.json()["error"]["message"]
+
+
+SMALL_WEBP = encode(cv2.resize(read("scenes/scene_0000.jpg"), (64, 48)), ".webp")
+PNG_LIES = {
+    # A chunk before IHDR: libpng refuses the file, so must we, whatever the later IHDR says.
+    "png chunk before IHDR": b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"a\x00b") + png_header_only(9000, 9000)[8:],
+    "png IHDR of 12 bytes": png_header_only(9000, 9000)[:11] + b"\x0c" + png_header_only(9000, 9000)[12:],
+    "webp canvas larger than its frame": webp_vp8x_canvas(SMALL_WEBP, 9000, 9000),
+}
+
+
+@pytest.mark.parametrize("case", list(PNG_LIES))
+def test_png_and_webp_headers_that_lie_are_refused(client: httpx.Client, case: str) -> None:
+    response = client.post("/predict", files={"file": PNG_LIES[case]})
+    assert response.status_code in (400, 413), response.text
+    assert error_code(response) in ("bad_image", "too_many_pixels")
+
+
+# 2. Progressive JPEG CPU bombs.
+
+
+def test_a_progressive_jpeg_with_6000_scans_is_refused_at_once(client: httpx.Client) -> None:
+    bomb = progressive_scan_bomb(6000, 6000, 6000)  # ~400 KB; decoding it took a pipeline thread ~28 s
+    started = time.monotonic()
+    response = client.post("/predict", files={"file": bomb})
+    assert response.status_code == 413 and error_code(response) == "too_many_scans", response.text
+    assert time.monotonic() - started < 5
+    assert len(client.post("/predict", files={"file": SCENE}).json()["faces"]) == 3
+
+
+def test_pixels_times_scans_is_bounded_below_the_scan_cap(client: httpx.Client) -> None:
+    """66 scans (under the cap of 100) of 36 Mpx: 2.4 x 10^9 pixel-scans, over max_pixel_scans."""
+    response = client.post("/predict", files={"file": progressive_scan_bomb(6000, 6000, 60)})
+    assert response.status_code == 413 and error_code(response) == "too_many_scans", response.text
+    assert "max_pixel_scans" in response.json()["error"]["message"]
+    progressive = cv2.imencode(".jpg", read("scenes/scene_0000.jpg"), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    assert len(client.post("/predict", files={"file": progressive.tobytes()}).json()["faces"]) == 3
+
+
+# 3. A timed-out request keeps its slot while its thread works.
+
+
+def test_a_timed_out_image_holds_its_slot_until_its_work_ends(live_server: Callable[..., Any]) -> None:
+    """One slot, 0.5 s timeout, two pipeline threads: a 1-2 s decode times out, and until it really ends a second
+    image must be refused with 503 (before the fix it got the free thread and a 200: the slot counted nothing)."""
+    slow = progressive_scan_bomb(6000, 6000, 20)  # 26 scans x 36 Mpx: within max_pixel_scans, ~1.5 s to decode
+    limits = {"max_concurrent_images": 1, "request_timeout_s": 0.5, "pipeline_threads": 2}
+    with live_server(**limits) as url, httpx.Client(base_url=url, timeout=30) as http:
+        timed_out = http.post("/predict", files={"file": slow})
+        assert timed_out.status_code == 504, timed_out.text
+        refused = http.post("/predict", files={"file": SCENE})
+        assert refused.status_code == 503 and error_code(refused) == "overloaded", refused.text
+        deadline = time.monotonic() + 20
+        while (answer := http.post("/predict", files={"file": SCENE})).status_code == 503:
+            assert time.monotonic() < deadline, "the slot never came back"
+            time.sleep(0.1)
+        assert answer.status_code == 200 and len(answer.json()["faces"]) == 3
+
+
+# 4. A classifier run that raises ONNX Runtime's own exception.
+
+
+def classifier_failing_on_white(path: Path) -> Path:
+    """A contract-keeping 2304 -> 7 softmax model whose run raises onnxruntime's InvalidArgument (a Gather out of
+    range) when every pixel of the batch is 255, and answers normally otherwise (the load probe and warm-up)."""
+    weights = np.random.default_rng(0).normal(0.0, 0.01, (48 * 48, len(LABELS))).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMin", ["face"], ["darkest"], keepdims=0),
+        helper.make_node("Equal", ["darkest", "white"], ["all_white"]),
+        helper.make_node("Cast", ["all_white"], ["flag"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["flag", "far"], ["index"]),
+        helper.make_node("Gather", ["one", "index"], ["scale"]),  # index 1000 of a 1-element tensor: raises
+        helper.make_node("Flatten", ["face"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["softmax"], axis=1),
+        helper.make_node("Mul", ["softmax", "scale"], ["probabilities"]),
+    ]
+    constants = {"weights": weights, "white": np.float32(255), "far": np.int64(1000), "one": np.ones(1, np.float32)}
+    graph = helper.make_graph(
+        nodes,
+        "failing_on_white",
+        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 48, 48, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])],
+        initializer=[numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {MetadataKey.LABELS: json.dumps(list(LABELS))})
+    onnx.save(model, path)
+    return path
+
+
+def test_an_onnx_runtime_error_fails_only_its_batch(
+    live_server: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    white, grey = encode(np.full((48, 48), 255, np.uint8), ".png"), encode(np.full((48, 48), 90, np.uint8), ".png")
+    model = classifier_failing_on_white(tmp_path / "failing.onnx")
+    with (
+        caplog.at_level(logging.ERROR),
+        live_server(classifier_path=model) as url,
+        httpx.Client(base_url=url, timeout=30, params={"detect": "false"}) as http,
+    ):
+        failed = http.post("/predict", files={"file": white}, headers={"X-Request-ID": "ort-fails"})
+        assert failed.status_code == 500 and error_code(failed) == "internal", failed.text
+        assert "ort-fails" in failed.json()["error"]["message"]
+        for _ in range(3):  # the worker lives on
+            assert http.post("/predict", files={"file": grey}).status_code == 200
+        assert http.post("/predict", files={"file": white}).status_code == 500
+        assert http.get("/readyz").json() == {"ready": True, "detail": "ready"}
+    logged = [r for r in caplog.records if r.name == "deepfer.errors" and getattr(r, "request_id", "") == "ort-fails"]
+    assert len(logged) == 1, logged
+    assert logged[0].exc_info and type(logged[0].exc_info[1]).__module__.startswith("onnxruntime")
+
+
+# 5. Bodies that broke the parsers are in tests/http/test_bad_input.py's corpus (nested JSON, 5,000 digits, boundary).
+
+
+# 6. An abandoned upload is the client's doing.
+
+
+def test_an_abandoned_upload_is_a_499_with_one_info_line(
+    live_server: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Request-ID: walked-away\r\nContent-Length: 100000\r\n"
+        b"Content-Type: multipart/form-data; boundary=abc\r\n\r\n"
+        b'--abc\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+    )
+    with caplog.at_level(logging.INFO), live_server(access_log=False) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(head + SCENE[:2000])
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while not (lines := [r for r in caplog.records if getattr(r, "request_id", "") == "walked-away"]):
+            assert time.monotonic() < deadline, "the abandoned request was never recorded"
+            time.sleep(0.05)
+        metrics = httpx.get(f"{url}/metrics").text
+    assert [(r.name, r.levelname, r.getMessage(), r.exc_info) for r in lines] == [
+        ("deepfer.access", "INFO", "client closed the request", None)
+    ]
+    assert lines[0].status == 499  # type: ignore[attr-defined]
+    assert 'status="499"' in metrics and 'status="500"' not in metrics
+
+
+# 7. Header size and time limits, and the connection cap.
+
+CONNECTION_LIMITS = {"max_header_bytes": 4096, "header_timeout_s": 1.0, "max_connections": 4}
+
+
+@pytest.fixture(scope="module")
+def limited_url(live_server: Callable[..., Any]) -> Iterator[str]:
+    with live_server(**CONNECTION_LIMITS) as url:
+        yield url
+
+
+def raw_exchange(url: str, chunks: Iterator[bytes], timeout_s: float = 10.0) -> bytes:
+    """Send chunks on one raw connection (stopping if the server closes it), then read everything it answers."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as raw:
+        try:
+            for chunk in chunks:
+                raw.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while data := raw.recv(65536):
+            answer += data
+        return answer
+
+
+def test_a_header_over_max_header_bytes_is_431(limited_url: str) -> None:
+    response = httpx.get(f"{limited_url}/healthz", headers={"X-Big": "a" * 20_000})
+    assert response.status_code == 431 and error_code(response) == "headers_too_large", response.text
+    assert httpx.get(f"{limited_url}/healthz").status_code == 200
+
+
+def test_a_huge_unterminated_header_is_cut_off_while_it_arrives(limited_url: str) -> None:
+    """64 MB would be buffered whole before; the server answers once max_header_bytes are in, and closes."""
+    chunks = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " if i == 0 else b"a" * 8192 for i in range(8192))
+    answer = raw_exchange(limited_url, chunks)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b'"headers_too_large"' in answer
+
+
+def test_a_trickled_header_is_timed_out(limited_url: str) -> None:
+    def trickle() -> Iterator[bytes]:
+        yield b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        for byte in b"X-Slow: " + b"a" * 100:  # 8 bytes a second would take a minute to finish a header
+            time.sleep(0.125)
+            yield bytes([byte])
+
+    started = time.monotonic()
+    answer = raw_exchange(limited_url, trickle())
+    assert answer.startswith(b"HTTP/1.1 408") and b'"header_timeout"' in answer, answer[:200]
+    assert time.monotonic() - started < 5
+
+
+def test_connections_beyond_max_connections_are_refused(limited_url: str) -> None:
+    host, port = limited_url.removeprefix("http://").split(":")
+    held = [socket.create_connection((host, int(port))) for _ in range(CONNECTION_LIMITS["max_connections"])]
+    try:
+        time.sleep(0.2)  # accepted by the server's loop
+        answer = raw_exchange(limited_url, iter([b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"]))
+        assert answer.startswith(b"HTTP/1.1 503") and b'"overloaded"' in answer, answer[:200]
+        assert b"retry-after: " in answer
+    finally:
+        for connection in held:
+            connection.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{limited_url}/healthz").status_code == 200
+
+
+# 8. SIGTERM: readiness first, a pre-drain, a drain, exit 0.
+
+
+def test_sigterm_turns_readiness_off_keeps_serving_then_exits_0(tmp_path: Path) -> None:
+    port, pre_drain_s = free_port(), 2.0
+    url = f"http://127.0.0.1:{port}"
+    env = {"DEEPFER_PRE_DRAIN_S": str(pre_drain_s), "DEEPFER_GRACEFUL_SHUTDOWN_S": "15", "DEEPFER_ACCESS_LOG": "false"}
+    answers: list[tuple[float, float, int | str]] = []  # (sent, done, status or transport error)
+    probes: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                status: int | str = httpx.post(f"{url}/predict", files={"file": SCENE}, timeout=30).status_code
+            except httpx.TransportError as error:
+                status = type(error).__name__
+            answers.append((sent, time.monotonic(), status))
+            if status == "ConnectError":
+                return
+
+    def probe() -> None:
+        while not stop.is_set():
+            try:
+                response = httpx.get(f"{url}/readyz", timeout=2)
+                probes.append((time.monotonic(), response.status_code, response.json()["detail"]))
+            except httpx.TransportError:
+                return
+            time.sleep(0.05)
+
+    with deepfer_serve(port, env, tmp_path / "serve.log") as server:
+        wait_ready(url, server)
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            running = [pool.submit(client) for _ in range(4)] + [pool.submit(probe)]
+            while len(answers) < 8:
+                time.sleep(0.05)
+            terminated_at = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            stop.set()
+            for future in running:
+                future.result()
+
+    assert server.returncode == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    draining = [(at, detail) for at, status, detail in probes if status == 503 and at > terminated_at]
+    assert draining and "draining" in draining[0][1], probes[-5:]
+    served_while_draining = [
+        s for sent, _, s in answers if terminated_at + 0.3 < sent < terminated_at + pre_drain_s - 0.5
+    ]
+    assert served_while_draining and set(served_while_draining) == {200}, served_while_draining
+    lost = [status for _, _, status in answers if status not in (200, "ConnectError")]
+    assert not lost, lost
+
+
+# 9. Small exposures.
+
+
+def test_docs_are_closed_when_api_keys_are_set(live_server: Callable[..., Any], client: httpx.Client) -> None:
+    assert client.get("/openapi.json").status_code == 200  # no keys: open
+    with live_server(api_keys="secret") as url:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            for headers in ({}, {"X-API-Key": "secret"}):
+                assert httpx.get(f"{url}{path}", headers=headers).status_code == 404, path
+    with live_server(api_keys="secret", api_docs=True) as url:
+        assert httpx.get(f"{url}/openapi.json").status_code == 200
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_callers_host(client: httpx.Client) -> None:
+    response = client.post("/predict/", files={"file": SCENE}, headers={"Host": "evil.example"})
+    assert response.status_code == 404 and error_code(response) == "not_found"
+    assert "location" not in response.headers
+
+
+def test_a_refused_cors_preflight_answers_the_envelope(live_server: Callable[..., Any]) -> None:
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    with live_server(cors_origins=["http://allowed.example"]) as url:
+        refused = httpx.options(f"{url}/predict", headers=preflight)
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert error_code(refused) == "cors_refused"
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_libjpeg_warnings_reach_the_log_as_json(tmp_path: Path) -> None:
+    """A JPEG with junk before its end marker decodes with a libjpeg warning printed by the C library itself."""
+    port, log = free_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    warned = SCENE[:-2] + b"\x00" * 8 + SCENE[-2:]
+    with deepfer_serve(port, {"DEEPFER_ACCESS_LOG": "false"}, log) as server:
+        wait_ready(url, server)
+        assert httpx.post(f"{url}/predict", files={"file": warned}, timeout=30).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # every line is JSON
+    native = [record for record in records if record["logger"] == "deepfer.native"]
+    assert any("Corrupt JPEG data" in record["message"] for record in native), native

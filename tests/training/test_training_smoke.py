@@ -1,0 +1,404 @@
+"""The whole offline chain on a tiny budget: train -> export -> parity -> evaluate -> fine-tune.
+
+Runs the documented commands as subprocesses, on a few hundred faces from the shared FER2013 zip when it is
+present, otherwise on faces the test makes from the committed real faces in tests/data/faces.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deepfer.contract import LABELS, MetadataKey
+from training.data import load_split, sha256_of, stratified_split
+
+pytest.importorskip("tensorflow", reason="the training extra is not installed (pip install -e '.[train]')")
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED_FACES = REPO / "tests" / "data" / "faces"
+
+
+def run_module(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ...`` from the repository root, failing the test with its output on error."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def make_faces(root: Path, variants: int) -> Path:
+    """A Kaggle-layout folder whose train/ holds shifted, flipped and re-lit copies of the committed faces."""
+    rng = np.random.default_rng(7)
+    for label in LABELS:
+        for split in ("train", "test"):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+        for source in sorted((COMMITTED_FACES / "test" / label).glob("*.jpg")):
+            face = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(root / "test" / label / source.name), face)
+            for index in range(variants):
+                dx, dy = rng.integers(-3, 4, size=2)
+                moved = cv2.warpAffine(
+                    face, np.float32([[1, 0, dx], [0, 1, dy]]), (48, 48), borderMode=cv2.BORDER_REFLECT
+                )
+                moved = cv2.convertScaleAbs(moved, alpha=rng.uniform(0.8, 1.2), beta=rng.uniform(-20, 20))
+                if index % 2:
+                    moved = moved[:, ::-1]
+                cv2.imwrite(str(root / "train" / label / f"{source.stem}_{index}.png"), moved)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    archive = shared_dir / "data" / "fer2013.zip"
+    if archive.is_file():
+        return archive
+    return make_faces(tmp_path_factory.mktemp("faces"), variants=12)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    run_module(
+        "training.train",
+        "--data",
+        dataset,
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--limit-per-class",
+        "40",
+        "--batch-size",
+        "32",
+        "--widths",
+        "8",
+        "16",
+        "32",
+        "64",
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Path) -> Path:
+    onnx_path = trained / "emotion.onnx"
+    run_module(
+        "export",
+        "--model",
+        trained / "best.keras",
+        "--out",
+        onnx_path,
+        "--version",
+        "smoke-test",
+        "--int8",
+        trained / "emotion-int8.onnx",
+    )
+    return onnx_path
+
+
+def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) -> None:
+    record = json.loads((trained / "run.json").read_text())
+    assert record["data"]["sha256"] == sha256_of(dataset)
+    assert record["command"].startswith("python -m training.train --data")
+    assert record["config"]["seed"] == 1337
+    assert sum(record["data"]["val"].values()) > 0
+    assert 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
+    assert (trained / "best.keras").is_file()
+    assert (trained / "history.csv").read_text().startswith("epoch,")
+
+
+def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
+    from export.convert import float32_copy
+    from export.smoothing import SMOOTHING_SIGMA, smooth
+    from training.model import load_network
+
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    # The graph smooths each face as OpenCV does (reflected borders), then averages it with its mirror image.
+    smoothed = smooth(faces, SMOOTHING_SIGMA)
+    model = float32_copy(load_network(trained / "best.keras"))
+    expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: faces})[0]
+    assert got.shape == (len(faces), len(LABELS))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) -> None:
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    (face,) = session.get_inputs()
+    assert face.type == "tensor(float)"
+    assert face.shape[1:] == [48, 48, 1]
+    assert isinstance(face.shape[0], str)  # dynamic batch
+    record = json.loads((trained / "run.json").read_text())
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata[MetadataKey.LABELS]) == list(LABELS)
+    assert metadata[MetadataKey.VERSION] == "smoke-test"
+    assert metadata[MetadataKey.TTA] == "horizontal_flip_mean"
+    assert metadata[MetadataKey.SMOOTHING] == "gaussian_3x3_sigma_0.6"
+    assert metadata[MetadataKey.DATA_SHA256] == record["data"]["sha256"]
+    assert metadata[MetadataKey.COMMAND] == record["command"]
+    assert json.loads(metadata[MetadataKey.METRICS]) == record["metrics"]
+    sidecar = json.loads(exported.with_suffix(".json").read_text())
+    assert sidecar["parity_max_abs_diff"] <= 1e-4
+    assert not list(exported.parent.glob(".emotion.*")), "export left a temporary file behind"
+    import h5py  # Keras' own dependency, so present with the training extra
+
+    with (
+        zipfile.ZipFile(exported.with_suffix(".keras")) as keras_copy,
+        h5py.File(io.BytesIO(keras_copy.read("model.weights.h5"))) as weights,
+    ):
+        assert "optimizer" not in weights, "the Keras copy carries optimizer state (twice the file, no use)"
+    assert exported.stat().st_mode & 0o044 == 0o044, "the model must be readable by the service user"
+
+
+def test_int8_copy_keeps_the_contract_and_the_answers(exported: Path) -> None:
+    from deepfer.classifier import EmotionClassifier  # checks the contract and that rows are probabilities
+
+    int8 = exported.with_name("emotion-int8.onnx")
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    reference = EmotionClassifier(exported).run(faces)
+    quantised = EmotionClassifier(int8).run(faces)
+    np.testing.assert_allclose(quantised.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(quantised - reference).max() < 0.1
+    assert json.loads(int8.with_suffix(".json").read_text())["argmax_agreement_with_float32"] >= 0.8
+    assert int8.stat().st_size < exported.stat().st_size / 2
+
+
+def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
+    out = tmp_path / "report"
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported,
+        "--data",
+        dataset,
+        "--out",
+        out,
+        "--history",
+        trained / "history.csv",
+        "--limit-per-class",
+        "20",
+    )
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["per_class"]) == set(LABELS)
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    assert np.asarray(report["confusion_matrix"]).sum() == report["count"]
+    for figure in ("confusion_matrix.png", "roc.png", "training_curves.png"):
+        assert cv2.imread(str(out / figure)) is not None, figure
+
+
+def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    config = json.loads((trained / "run.json").read_text())["config"]
+    full = load_split(dataset, "train", config["limit_per_class"])
+    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
+    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    faces = full.faces[held][..., np.newaxis].astype(np.float32)
+    predicted = session.run(None, {session.get_inputs()[0].name: faces})[0].argmax(axis=1)
+    expected = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    np.add.at(expected, (full.labels[held], predicted), 1)
+
+    out = tmp_path / "validation"
+    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", out, "--split", "validation")
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["count"] == len(held)
+    np.testing.assert_array_equal(np.asarray(report["confusion_matrix"]), expected)
+
+
+def test_smoothing_sweep_matches_the_in_graph_smoothing(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    """The sweep smooths with OpenCV outside a graph exported without smoothing; at the shipped sigma it must
+    score the validation faces as the shipped graph itself does, and it must refuse an already smoothed graph."""
+    from export.smoothing import SMOOTHING_SIGMA
+
+    raw = tmp_path / "raw.onnx"
+    run_module("export", "--model", trained / "best.keras", "--out", raw, "--smoothing-sigma", "0")
+    assert ort.InferenceSession(raw).get_modelmeta().custom_metadata_map[MetadataKey.SMOOTHING] == "none"
+    sweep = tmp_path / "sweep.json"
+    command = [sys.executable, "-m", "bench.smoothing_sweep", "--model", raw, "--data", dataset, "--out", sweep]
+    run = subprocess.run([*map(str, command), "--sigmas", "0", str(SMOOTHING_SIGMA)], cwd=REPO, check=False)
+    assert run.returncode == 0
+    rows = json.loads(sweep.read_text())["rows"]
+    assert [row["sigma"] for row in rows] == [0, SMOOTHING_SIGMA]
+
+    evaluated = tmp_path / "validation"
+    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", evaluated, "--split", "validation")
+    report = json.loads((evaluated / "metrics.json").read_text())
+    # Same faces, same smoothing, same network: at most a borderline face may tip on float rounding.
+    assert abs(rows[1]["accuracy"] - report["accuracy"]) <= 1 / report["count"]
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench.smoothing_sweep", "--model", str(exported), "--data", str(dataset)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "--smoothing-sigma 0" in refused.stderr
+
+
+def test_fine_tuning_changes_unfrozen_weights_only(tmp_path: Path, exported: Path) -> None:
+    from training.model import load_network
+
+    customer = make_faces(tmp_path / "customer", variants=4)
+    for label in LABELS:  # a customer's folder may have no test split
+        for path in (customer / "test" / label).iterdir():
+            path.unlink()
+    tuned = tmp_path / "tuned"
+    run_module(
+        "training.train",
+        "--data",
+        customer,
+        "--out",
+        tuned,
+        "--init",
+        exported.with_suffix(".keras"),
+        "--freeze-blocks",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+    )
+    before = load_network(exported.with_suffix(".keras"))
+    after = load_network(tuned / "best.keras")
+    for frozen in ("block1_a_conv", "block2_b_conv"):
+        np.testing.assert_array_equal(before.get_layer(frozen).kernel.numpy(), after.get_layer(frozen).kernel.numpy())
+    for trainable in ("block4_b_conv", "head_dense"):
+        assert not np.allclose(before.get_layer(trainable).kernel.numpy(), after.get_layer(trainable).kernel.numpy())
+    assert json.loads((tuned / "run.json").read_text())["config"]["init"] == str(exported.with_suffix(".keras"))
+
+
+def test_a_model_without_a_run_record_is_checked_on_noise_and_never_calibrated_on_it() -> None:
+    from export.faces import ExportError, record_faces
+
+    noise = record_faces({}, "test", per_class=1)
+    assert noise.shape == (64, 48, 48, 1) and noise.dtype == np.float32
+    assert noise.min() >= 0 and noise.max() <= 255
+    with pytest.raises(ExportError, match="no data path"):  # a library error; python -m export reports it
+        record_faces({}, "train", per_class=1)
+
+
+def test_calibration_puts_the_fitted_temperature_into_the_graph(tmp_path: Path, trained: Path, dataset: Path) -> None:
+    """calibrate fits T on validation; export --calibration then outputs exactly softmax(log p / T) of the raw
+    graph, and records T; a second fit on the calibrated file is refused (it would stack temperatures)."""
+    from training.calibration import apply_temperature
+
+    raw = tmp_path / "raw.onnx"
+    run_module("export", "--model", trained / "best.keras", "--out", raw)
+    run_module("training.calibrate", "--model", raw, "--data", dataset, "--out", tmp_path / "calibration")
+    fitted = json.loads((tmp_path / "calibration" / "temperature.json").read_text())
+    assert 0.25 <= fitted["temperature"] <= 8.0
+    assert fitted["fitted_on"]["split"] == "validation"
+    assert (tmp_path / "calibration" / "reliability_validation.png").is_file()
+    calibrated = tmp_path / "calibrated.onnx"
+    calibration = tmp_path / "calibration" / "temperature.json"
+    run_module("export", "--model", trained / "best.keras", "--out", calibrated, "--calibration", calibration)
+
+    faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
+    before, after = (ort.InferenceSession(p) for p in (raw, calibrated))
+    raw_answers = before.run(None, {"face": faces})[0]
+    np.testing.assert_allclose(
+        after.run(None, {"face": faces})[0], apply_temperature(raw_answers, fitted["temperature"]), atol=1e-4
+    )
+    metadata = after.get_modelmeta().custom_metadata_map
+    assert float(metadata[MetadataKey.TEMPERATURE]) == pytest.approx(fitted["temperature"], rel=1e-5)
+    assert metadata[MetadataKey.CROP] == "centre_40"
+    again = subprocess.run(
+        [sys.executable, "-m", "training.calibrate", "--model", calibrated, "--data", dataset, "--out", tmp_path],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode != 0 and "already holds temperature" in again.stderr
+
+
+def test_conditions_and_weight_averaging_run_as_documented(
+    tmp_path: Path, trained: Path, exported: Path, dataset: Path
+) -> None:
+    from training.conditions import CONDITIONS
+
+    out = tmp_path / "conditions"
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported,
+        "--data",
+        dataset,
+        "--out",
+        out,
+        "--split",
+        "validation",
+        "--conditions",
+    )
+    rows = json.loads((out / "conditions.json").read_text())
+    assert set(rows) == {"clean", *CONDITIONS}
+    assert rows["clean"]["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
+
+    run_module("training.average", "--run", trained, "--last", "1")
+    summary = json.loads((trained / "average.json").read_text())
+    assert set(summary["validation_accuracy"]) == {"best.keras", "last_1_epochs"}
+    assert (trained / "averaged.keras").is_file()
+
+
+def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path, exported: Path, dataset: Path) -> None:
+    import shutil
+
+    from deepfer.classifier import EmotionClassifier
+
+    model = tmp_path / "emotion.onnx"
+    shutil.copy(exported, model)
+    shutil.copy(exported.with_suffix(".json"), model.with_suffix(".json"))
+    report = tmp_path / "report"
+    run_module("training.evaluate", "--model", model, "--data", dataset, "--out", report, "--split", "validation")
+    run_module("export.stamp", "--model", model, "--report", report)
+    scored = json.loads((report / "metrics.json").read_text())
+    served = EmotionClassifier(model).model.metrics
+    assert served["evaluation"]["validation"]["accuracy"] == scored["accuracy"]
+    assert served["evaluation"]["validation"]["count"] == scored["count"]
+    assert json.loads(model.with_suffix(".json").read_text())["metrics"] == served
+
+    other = tmp_path / "other"
+    run_module(
+        "training.evaluate",
+        "--model",
+        exported.with_name("emotion-int8.onnx"),
+        "--data",
+        dataset,
+        "--out",
+        other,
+        "--split",
+        "validation",
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "export.stamp", "--model", str(model), "--report", str(other)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "scored another graph" in refused.stderr
