@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"deepfer.pipeline"},
     {f"deepfer.http.{name}" for name in ("schemas", "errors", "upload", "middleware", "demo", "docs", "routes")},
     {"deepfer.http.app", "deepfer.http.server", "deepfer.logs"},
-    {"deepfer.client", "deepfer.drawing"},
+    {"deepfer.client", "deepfer.drawing", "deepfer.tracking"},
     {f"deepfer.video.{name}" for name in ("frames", "writers", "plot", "analysers")} | {"deepfer.video"},
     {"deepfer.cli"},
 ]
