@@ -1,9 +1,11 @@
-"""Classifier throughput: faces/s of the shipped ONNX file at batch 1 and 64 with ONNX Runtime.
+"""Classifier throughput: faces/s of ONNX files at batch 1 and 64 with ONNX Runtime.
 
-    python -m bench.classifier [--model service/models/emotion.onnx] [--threads 2] [--seconds 5]
+    python -m bench.classifier [--model A.onnx [B.onnx ...]] [--threads 2] [--seconds 5] [--rounds 1]
 
+Several files are measured side by side: each round runs every file at each batch size in turn, so the speed
+drift of a shared VM falls on all of them alike; the figure per file and batch is the median over rounds.
 Prints a table and writes bench/results/classifier.json. Real committed faces are tiled to fill each batch.
-Bounded: each batch size runs for ``--seconds`` after a short warm-up.
+Bounded: each measurement runs for ``--seconds`` after a short warm-up.
 """
 
 from __future__ import annotations
@@ -50,32 +52,41 @@ def measure(session: ort.InferenceSession, batch: np.ndarray, seconds: float) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "service/models/emotion.onnx")
+    parser.add_argument("--model", type=Path, nargs="+", default=[REPO / "service/models/emotion.onnx"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/classifier.json")
     args = parser.parse_args()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+    sessions = [ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]) for path in args.model]
     faces = real_faces()
-    results = []
-    for size in (1, 64):
-        batch = to_batch([faces[i % len(faces)] for i in range(size)])
-        results.append(measure(session, batch, args.seconds))
-        print(
-            f"batch {size:>3}: {results[-1]['faces_per_second']:>9.1f} faces/s  "
-            f"p50 {results[-1]['p50_ms']:.2f} ms  p99 {results[-1]['p99_ms']:.2f} ms"
-        )
+    batches = {size: to_batch([faces[i % len(faces)] for i in range(size)]) for size in (1, 64)}
+    runs: dict[tuple[int, int], list[dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        for size, batch in batches.items():
+            for index, session in enumerate(sessions):
+                runs.setdefault((index, size), []).append(measure(session, batch, args.seconds))
+    records = []
+    for index, (path, session) in enumerate(zip(args.model, sessions, strict=True)):
+        version = session.get_modelmeta().custom_metadata_map.get("version", "unknown")
+        results = []
+        for size in batches:
+            rounds = runs[(index, size)]
+            median = statistics.median(r["faces_per_second"] for r in rounds)
+            results.append({"batch": size, "faces_per_second": median, "rounds": rounds})
+            print(f"{version:>8} batch {size:>3}: {median:>9.1f} faces/s  (median of {len(rounds)} rounds)")
+        shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+        records.append({"model": str(shown), "model_version": version, "results": results})
     record = {
-        "model": str(args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model),
-        "model_version": session.get_modelmeta().custom_metadata_map.get("version", "unknown"),
+        "models": records,
         "threads": args.threads,
+        "seconds": args.seconds,
         "onnxruntime": ort.__version__,
         "machine": platform.processor() or platform.machine(),
-        "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
