@@ -73,13 +73,13 @@ def main() -> int:
     records = []
     for index, (path, session) in enumerate(zip(args.model, sessions, strict=True)):
         version = session.get_modelmeta().custom_metadata_map.get("version", "unknown")
+        shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
         results = []
         for size in batches:
             rounds = runs[(index, size)]
             median = statistics.median(r["faces_per_second"] for r in rounds)
             results.append({"batch": size, "faces_per_second": median, "rounds": rounds})
-            print(f"{version:>8} batch {size:>3}: {median:>9.1f} faces/s  (median of {len(rounds)} rounds)")
-        shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+            print(f"{shown} ({version}) batch {size:>3}: {median:>9.1f} faces/s  (median of {len(rounds)} rounds)")
         records.append({"model": str(shown), "model_version": version, "results": results})
     record = {
         "models": records,
