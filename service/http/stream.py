@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -185,7 +185,7 @@ async def _authenticate(websocket: WebSocket, settings: Settings) -> None:
 async def _receive(websocket: WebSocket, settings: Settings, mailbox: _Mailbox) -> None:
     """Read every message as it comes, so the client never waits on the server's analysis."""
     min_gap_s = 1.0 / settings.stream_max_fps
-    last_accepted = -np.inf
+    last_accepted = -math.inf
     seq = 0
     while True:
         message = await _next_message(websocket, settings)
@@ -206,7 +206,7 @@ async def _receive(websocket: WebSocket, settings: Settings, mailbox: _Mailbox) 
 async def _process(websocket: WebSocket, pipeline: Pipeline, mailbox: _Mailbox, opened: float) -> None:
     """The newest frame -> pipeline -> tracker -> one result message; a frame that is no image, an error one."""
     tracker = Tracker()
-    previous_s = -np.inf
+    previous_s = -math.inf
     while True:
         frame = await mailbox.take()
         started = time.perf_counter()
