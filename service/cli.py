@@ -365,7 +365,22 @@ def _add_video(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     _add_url_options(parser, "send frames to this service (e.g. http://127.0.0.1:8000) instead")
     parser.add_argument("--annotated", type=Path, metavar="OUT.mp4", help="also write the video with the faces drawn")
-    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="also plot the largest face's emotions over time")
+    parser.add_argument(
+        "--plot", type=Path, metavar="OUT.png", help="also plot each tracked person's smoothed emotions over time"
+    )
+    parser.add_argument(
+        "--plot-tracks",
+        type=_every,
+        default=4,
+        metavar="N",
+        help="--plot draws one panel for each of the N longest tracks (default 4)",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        metavar="OUT.json",
+        help="also write per-track summaries: first/last time, duration, dominant emotion, share of time per emotion",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=_video)
 
@@ -389,10 +404,16 @@ def _video(args: argparse.Namespace, settings: Settings) -> int:
                 out=args.out,
                 annotated=args.annotated,
                 plot=args.plot,
+                plot_tracks=args.plot_tracks,
+                summary=args.summary,
                 progress=not args.no_progress,
             )
         faces = sum(len(result.faces) for result in results)
-        print(f"{len(results)} frames analysed, {faces} faces found; results in {args.out}", file=sys.stderr)
+        tracks = len({t.track_id for result in results for t in result.tracks if t.track_id is not None})
+        print(
+            f"{len(results)} frames analysed, {faces} faces found, {tracks} tracks; results in {args.out}",
+            file=sys.stderr,
+        )
         return 0
 
     try:

@@ -4,6 +4,11 @@
         result = client.predict("photo.jpg")          # or bytes, or an H x W x 3 BGR uint8 array
         for face in result.faces:
             print(face.box, face.emotion, face.probabilities.happy)
+        batch = client.predict_batch(["a.jpg", "b.png"])   # one request; a bad file is its own error entry
+        client.model().version, client.ready().ready
+
+Every endpoint is described once, as a ``_Call`` (method, path, body, how to read the answer, whether a 503 is
+retried); ``Client`` and ``AsyncClient`` differ only in how they send one (``_send``), so the two cannot drift.
 
 Answers are the service's own response models (``deepfer.http.schemas``), so a field renamed on the server breaks
 here at once instead of silently. A 503 (the server's bounded queue is full) is retried after the
@@ -19,22 +24,25 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Generic, Self, TypeVar
 
 import httpx
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from deepfer.http.schemas import ErrorResponse, PredictResponse
+from deepfer.http.schemas import BatchResponse, ErrorResponse, ModelResponse, PredictResponse, Readiness
 
 #: What ``predict`` accepts: a file path, the encoded file's bytes, or a decoded H x W x 3 BGR (or H x W grey)
 #: uint8 array, OpenCV's layout.
 ImageInput = str | os.PathLike[str] | bytes | NDArray[np.uint8]
+
+Answer = TypeVar("Answer")
 
 API_KEY_HEADER: Final = "X-API-Key"
 SERVICE_UNAVAILABLE: Final = 503
@@ -120,10 +128,10 @@ def _options(detect: bool, max_faces: int | None, min_face_size: int | None) -> 
     return params
 
 
-def _parse(response: httpx.Response) -> PredictResponse:
-    """The response model for a 200, ``DeepFERClientError`` (with the server's own code) for anything else."""
+def _raise_for(response: httpx.Response) -> None:
+    """``DeepFERClientError`` with the server's own error code and message for anything but a 200."""
     if response.status_code == httpx.codes.OK:
-        return PredictResponse.model_validate_json(response.content)
+        return
     try:
         error = ErrorResponse.model_validate_json(response.content).error
         code, message = error.code, error.message
@@ -132,8 +140,75 @@ def _parse(response: httpx.Response) -> PredictResponse:
     raise DeepFERClientError(response.status_code, code, message)
 
 
+def _parse(response: httpx.Response) -> PredictResponse:
+    """The response model for a 200, ``DeepFERClientError`` (with the server's own code) for anything else."""
+    _raise_for(response)
+    return PredictResponse.model_validate_json(response.content)
+
+
+def _parse_batch(response: httpx.Response) -> BatchResponse:
+    _raise_for(response)
+    return BatchResponse.model_validate_json(response.content)
+
+
+def _parse_model(response: httpx.Response) -> ModelResponse:
+    _raise_for(response)
+    return ModelResponse.model_validate_json(response.content)
+
+
+def _parse_readiness(response: httpx.Response) -> Readiness:
+    """``/readyz`` answers 503 with the same body while warming up or draining: that is an answer, not an error."""
+    if response.status_code == SERVICE_UNAVAILABLE:
+        try:
+            return Readiness.model_validate_json(response.content)
+        except ValidationError:
+            pass  # a 503 from something else in front of the service (a proxy): an error after all
+    _raise_for(response)
+    return Readiness.model_validate_json(response.content)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {API_KEY_HEADER: api_key} if api_key else {}
+
+
+@dataclass(frozen=True)
+class _Call(Generic[Answer]):
+    """One request to the service and how to read its answer; built once, sent by either client."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], Answer]
+    params: dict[str, str | int] | None = None
+    files: list[tuple[str, tuple[str, bytes]]] | None = None  # multipart (field, (file name, bytes))
+    retry_503: bool = True  # False for /readyz, whose 503 is the answer
+
+    def retries(self, response: httpx.Response) -> bool:
+        return self.retry_503 and response.status_code == SERVICE_UNAVAILABLE
+
+
+def _predict_call(
+    image: ImageInput, detect: bool, max_faces: int | None, min_face_size: int | None
+) -> _Call[PredictResponse]:
+    """``POST /predict``: faces, boxes and seven probabilities for one image."""
+    return _Call(
+        "POST", "/predict", _parse, _options(detect, max_faces, min_face_size), [("file", encode_image(image))]
+    )
+
+
+def _batch_call(
+    images: Sequence[ImageInput], detect: bool, max_faces: int | None, min_face_size: int | None
+) -> _Call[BatchResponse]:
+    """``POST /predict/batch``: several images in one request, so their faces share the server's batches."""
+    if isinstance(images, (str, bytes, np.ndarray, os.PathLike)):
+        raise TypeError("predict_batch takes a sequence of images; use predict for one")
+    if not images:
+        raise ValueError("predict_batch needs at least one image")
+    files = [("files", encode_image(image)) for image in images]
+    return _Call("POST", "/predict/batch", _parse_batch, _options(detect, max_faces, min_face_size), files)
+
+
+_MODEL_CALL: Final = _Call("GET", "/model", _parse_model)
+_READY_CALL: Final = _Call("GET", "/readyz", _parse_readiness, retry_503=False)
 
 
 class Client:
@@ -160,19 +235,40 @@ class Client:
         min_face_size: int | None = None,
     ) -> PredictResponse:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
-        name, content = encode_image(image)
-        params = _options(detect, max_faces, min_face_size)
-        response = self._post(name, content, params)
+        return self._send(_predict_call(image, detect, max_faces, min_face_size))
+
+    def predict_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        detect: bool = True,
+        max_faces: int | None = None,
+        min_face_size: int | None = None,
+    ) -> BatchResponse:
+        """Several images in one request (``POST /predict/batch``): one entry per image, in order; a file the
+        server refuses is an entry with ``error`` set, not an exception."""
+        return self._send(_batch_call(images, detect, max_faces, min_face_size))
+
+    def model(self) -> ModelResponse:
+        """The served model's name, version, labels and recorded metrics (``GET /model``)."""
+        return self._send(_MODEL_CALL)
+
+    def ready(self) -> Readiness:
+        """Whether the service takes traffic (``GET /readyz``); not ready (warming up, draining) is an answer."""
+        return self._send(_READY_CALL)
+
+    def _send(self, call: _Call[Answer]) -> Answer:
+        response = self._request(call)
         for _ in range(self.retry.retries):
-            if response.status_code != SERVICE_UNAVAILABLE:
+            if not call.retries(response):
                 break
             time.sleep(self.retry.wait_s(response))
-            response = self._post(name, content, params)
-        return _parse(response)
+            response = self._request(call)
+        return call.parse(response)
 
-    def _post(self, name: str, content: bytes, params: dict[str, str | int]) -> httpx.Response:
+    def _request(self, call: _Call[Answer]) -> httpx.Response:
         try:
-            return self._http.post("/predict", files={"file": (name, content)}, params=params)
+            return self._http.request(call.method, call.path, params=call.params, files=call.files)
         except httpx.TransportError as error:
             raise ServiceUnreachableError(self.url, error) from error
 
@@ -213,19 +309,39 @@ class AsyncClient:
         min_face_size: int | None = None,
     ) -> PredictResponse:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
-        name, content = encode_image(image)
-        params = _options(detect, max_faces, min_face_size)
-        response = await self._post(name, content, params)
+        return await self._send(_predict_call(image, detect, max_faces, min_face_size))
+
+    async def predict_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        detect: bool = True,
+        max_faces: int | None = None,
+        min_face_size: int | None = None,
+    ) -> BatchResponse:
+        """Several images in one request (``POST /predict/batch``); see ``Client.predict_batch``."""
+        return await self._send(_batch_call(images, detect, max_faces, min_face_size))
+
+    async def model(self) -> ModelResponse:
+        """The served model's name, version, labels and recorded metrics (``GET /model``)."""
+        return await self._send(_MODEL_CALL)
+
+    async def ready(self) -> Readiness:
+        """Whether the service takes traffic (``GET /readyz``); not ready (warming up, draining) is an answer."""
+        return await self._send(_READY_CALL)
+
+    async def _send(self, call: _Call[Answer]) -> Answer:
+        response = await self._request(call)
         for _ in range(self.retry.retries):
-            if response.status_code != SERVICE_UNAVAILABLE:
+            if not call.retries(response):
                 break
             await asyncio.sleep(self.retry.wait_s(response))
-            response = await self._post(name, content, params)
-        return _parse(response)
+            response = await self._request(call)
+        return call.parse(response)
 
-    async def _post(self, name: str, content: bytes, params: dict[str, str | int]) -> httpx.Response:
+    async def _request(self, call: _Call[Answer]) -> httpx.Response:
         try:
-            return await self._http.post("/predict", files={"file": (name, content)}, params=params)
+            return await self._http.request(call.method, call.path, params=call.params, files=call.files)
         except httpx.TransportError as error:
             raise ServiceUnreachableError(self.url, error) from error
 

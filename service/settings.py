@@ -105,6 +105,19 @@ class Settings(BaseSettings):
     )
     max_batch_files: int = Field(16, ge=1, description="files in one /predict/batch request")
 
+    # WS /stream (deepfer.http.stream). 4 MB holds a 1080p PNG (about 3 MB) and a 4K JPEG (1-2 MB); a camera's
+    # 720p JPEG is 50-150 KB. Set as uvicorn's ws_max_size, so a bigger message is refused while it arrives.
+    stream_max_message_bytes: int = Field(
+        4_000_000, ge=1024, description="one binary frame of WS /stream; larger closes the stream with 1009"
+    )
+    # 30: a webcam's rate; frames sent faster are dropped and counted, never queued.
+    stream_max_fps: float = Field(30.0, gt=0, description="frames/s one stream may send; the excess is dropped")
+    stream_idle_timeout_s: float = Field(
+        30.0, gt=0, description="a stream with no message (and a key not sent) this long is closed with 4408"
+    )
+    # Each open stream holds a tracker and at most one frame in flight; 64 is max_concurrent_images.
+    stream_max_connections: int = Field(64, ge=1, description="open streams per process; one more is closed with 1013")
+
     # Metrics: by default /metrics is on the API port, behind the API keys. A scrape port serves it there too,
     # with no key, for scrapers that cannot send one (Kubernetes' prometheus.io annotations); keep it in-cluster.
     metrics_port: int | None = Field(None, ge=1, le=65535, description="open /metrics listener; none if unset")

@@ -28,6 +28,7 @@ from deepfer.http.demo import install_demo
 from deepfer.http.docs import install_docs
 from deepfer.http.errors import error_response, install_error_handlers
 from deepfer.http.middleware import REQUEST_ID_HEADER, RequestMiddleware
+from deepfer.http.stream import stream_router
 from deepfer.metrics import Metrics
 from deepfer.pipeline import Models, Pipeline, open_pipeline
 from deepfer.settings import Settings
@@ -85,10 +86,12 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.ready, app.state.ready_detail = False, "loading models"
     app.state.draining = False  # set on SIGTERM by server.DrainingServer
+    app.state.streams = 0  # open WS /stream connections (deepfer.http.stream)
     install_error_handlers(app, on_error=lambda code: metrics.errors.labels(code).inc())
     app.include_router(routes.open_router)
     app.include_router(routes.router)
     app.include_router(routes.admin_router)
+    app.include_router(stream_router)
     install_demo(app)
     if docs:
         install_docs(app)

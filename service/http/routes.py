@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from deepfer.contract import FACE_SIZE, LABELS
 from deepfer.errors import DeepFERError, Forbidden, ModelLoadError, ModelRejected, RequestTimeout, Unauthorized
@@ -63,11 +64,17 @@ async def require_api_key(
     given = (bearer.credentials if bearer else None) or api_key
     if not given:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    if not key_matches(given, keys):
+        raise Unauthorized("invalid API key")
+
+
+def key_matches(given: str, keys: list[SecretStr]) -> bool:
+    """``given`` is one of ``keys``, compared in constant time against every key (no early exit to time); also
+    WS /stream's check of the key in its first message."""
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given.encode(), key.get_secret_value().encode())
-    if not matched:
-        raise Unauthorized("invalid API key")
+    return matched
 
 
 async def require_admin_token(

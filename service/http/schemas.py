@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,7 @@ PREDICT_EXAMPLE = Path(__file__).resolve().parent / "examples" / "predict.json"
 if TYPE_CHECKING:
     from deepfer.classifier import ModelRecord
     from deepfer.pipeline import Analysis, FaceResult
+    from deepfer.tracking import TrackedFace
 
 
 #: The seven labels as an enum, so the schema (and every generated client) lists the values ``emotion`` takes.
@@ -200,3 +201,67 @@ def _face(result: FaceResult) -> Face:
         emotion=result.emotion,
         probabilities=Probabilities(**probabilities),
     )
+
+
+# --- WS /stream messages (deepfer.http.stream) -------------------------------------------------------------------
+
+
+class StreamLimits(BaseModel):
+    max_message_bytes: int
+    max_fps: float
+    idle_timeout_s: float
+
+
+class StreamReady(BaseModel):
+    """Sent once the stream is open (and the key, when the service has keys, accepted): send frames now."""
+
+    type: Literal["ready"] = "ready"
+    limits: StreamLimits
+    model: ModelSummary
+
+
+class StreamFace(Face):
+    track_id: int | None = Field(description="the person's ID on this stream; null until seen in 3 frames in a row")
+    smoothed_emotion: Emotion = Field(description="the most probable emotion of the smoothed probabilities")
+    smoothed: Probabilities = Field(description="the track's probabilities smoothed over time (time constant 0.5 s)")
+
+    @classmethod
+    def of(cls, result: FaceResult, tracked: TrackedFace) -> StreamFace:
+        """The one place a pipeline face and its track become the stream's face."""
+        smoothed = dict(zip(LABELS, (float(p) for p in tracked.smoothed), strict=True))
+        return cls(
+            **_face(result).model_dump(),
+            track_id=tracked.track_id,
+            smoothed_emotion=tracked.smoothed_emotion,
+            smoothed=Probabilities(**smoothed),
+        )
+
+
+class StreamDropped(BaseModel):
+    stale: int = Field(description="frames replaced by a newer one before the server got to them")
+    over_rate: int = Field(description="frames sent faster than stream_max_fps")
+
+
+class StreamTiming(BaseModel):
+    queued_ms: float = Field(description="from the frame's arrival to the start of its analysis")
+    analysis_ms: float = Field(description="decode, detection, classification and tracking")
+    total_ms: float = Field(description="from the frame's arrival to this message being sent")
+
+
+class StreamResult(BaseModel):
+    """One processed frame."""
+
+    type: Literal["result"] = "result"
+    seq: int = Field(description="the frame's number on this stream: the n-th binary message, from 0")
+    time_s: float = Field(description="when it arrived, seconds since the stream opened: the tracker's clock")
+    faces: list[StreamFace]
+    dropped: StreamDropped = Field(description="frames dropped so far on this stream")
+    timing: StreamTiming
+
+
+class StreamError(BaseModel):
+    """A frame that could not be analysed (not an image, too many pixels, overloaded); the stream stays open."""
+
+    type: Literal["error"] = "error"
+    seq: int
+    error: ErrorBody

@@ -150,6 +150,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": partial(LimitedProtocol, limits=limits),
         "log_config": None,
         "access_log": False,
+        # WS /stream: a larger message is refused by the websockets layer as it arrives (close 1009).
+        "ws_max_size": settings.stream_max_message_bytes,
         # Rounded up, not down: uvicorn takes whole seconds, and int(0.5) = 0 would cancel every in-flight
         # request the moment the drain begins instead of letting it finish.
         "timeout_graceful_shutdown": math.ceil(settings.graceful_shutdown_s),

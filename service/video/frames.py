@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import cv2
 import numpy as np
@@ -48,21 +50,58 @@ def open_video(path: Path) -> Iterator[tuple[cv2.VideoCapture, VideoInfo]]:
         capture.release()
 
 
-def frames(
-    capture: cv2.VideoCapture, every: int, *, decode_all: bool
-) -> Iterator[tuple[int, NDArray[np.uint8] | None]]:
-    """(index, frame) for each frame; frame is None for unsampled ones unless ``decode_all`` is set."""
+#: The step given to a frame whose presentation time is not after the previous frame's (a repeated or
+#: out-of-order time in a broken or variable-frame-rate container): the smallest step a millisecond clock
+#: shows, so the real times that follow are taken as they come instead of being pushed later one by one.
+REPEATED_TIME_STEP_S: Final = 0.001
+
+
+def presentation_time(index: int, position_ms: float, fps: float, previous_s: float | None) -> float:
+    """The time in seconds of frame ``index``, from the container's presentation time ``position_ms``.
+
+    The rule, in order:
+
+    1. No time: OpenCV reports a negative or non-finite position, or 0 ms for a frame after the first (its
+       FFmpeg backend answers 0 when a frame has no presentation time). Then ``index / fps``, the old estimate.
+    2. Not after ``previous_s`` (a repeated or backwards time): ``previous_s + REPEATED_TIME_STEP_S``, because
+       ``Tracker.update`` needs strictly increasing times and a near-zero gap barely moves the smoothing.
+    3. Otherwise the container's time: a variable-frame-rate phone video keeps its real spacing.
+    """
+    no_time = not math.isfinite(position_ms) or position_ms < 0 or (position_ms == 0 and index > 0)
+    time_s = index / fps if no_time else position_ms / 1000
+    if previous_s is not None and time_s <= previous_s:
+        return previous_s + REPEATED_TIME_STEP_S
+    return time_s
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One source frame: its index, its presentation time, and its pixels when it was decoded."""
+
+    index: int  # 0-based, in decoding order
+    time_s: float  # presentation_time(): strictly increasing over the video
+    image: NDArray[np.uint8] | None  # H x W x 3 BGR; None for a frame only grabbed (not sampled)
+
+
+def frames(capture: cv2.VideoCapture, info: VideoInfo, every: int, *, decode_all: bool) -> Iterator[Frame]:
+    """Every frame in order; the image is None for unsampled ones unless ``decode_all`` is set.
+
+    The time is read for every frame, grabbed or decoded (``grab`` demuxes and so sets the position), so the
+    repeated-time rule sees the same sequence whatever ``--every`` is.
+    """
     index = 0
+    previous_s: float | None = None
     while True:
+        image: NDArray[np.uint8] | None = None
         if index % every == 0 or decode_all:
-            ok, frame = capture.read()
+            ok, decoded = capture.read()
             if not ok:
                 return
-            yield index, np.asarray(frame, dtype=np.uint8)  # H x W x 3 BGR; no copy, only typed
-        else:
-            if not capture.grab():
-                return
-            yield index, None
+            image = np.asarray(decoded, dtype=np.uint8)  # H x W x 3 BGR; no copy, only typed
+        elif not capture.grab():
+            return
+        previous_s = presentation_time(index, capture.get(cv2.CAP_PROP_POS_MSEC), info.fps, previous_s)
+        yield Frame(index=index, time_s=previous_s, image=image)
         index += 1
 
 

@@ -1,4 +1,8 @@
-"""Where ``deepfer video`` puts its results: one analysed frame at a time, as CSV rows or JSON lines."""
+"""Where ``deepfer video`` puts its results: one analysed frame at a time, as CSV rows or JSON lines.
+
+Each face carries its ``track_id`` (the same person keeps it across frames; empty/null while the track is
+tentative, before ``min_hits`` frames) and its track's smoothed probabilities next to the frame's raw ones.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import IO, Final, Protocol
 
 from deepfer.contract import LABELS
 from deepfer.http.schemas import Face
+from deepfer.tracking import TrackedFace
 from deepfer.video.frames import VideoError
 
 CSV_SUFFIXES: Final = frozenset({".csv"})
@@ -24,8 +29,17 @@ class FrameResult:
     """The faces found in one analysed frame."""
 
     frame: int  # 0-based index of the frame in the source video
-    time_s: float  # frame / fps: its position in the video
+    time_s: float  # the container's presentation time (frames.presentation_time)
     faces: list[Face]  # largest first, as the API orders them
+    tracks: list[TrackedFace]  # one per face, same order: track ID and smoothed probabilities
+
+    def __post_init__(self) -> None:
+        if len(self.tracks) != len(self.faces):
+            raise ValueError(f"{len(self.faces)} faces but {len(self.tracks)} tracked faces")
+
+
+def _smoothed(tracked: TrackedFace) -> dict[str, float]:
+    return {label: float(p) for label, p in zip(LABELS, tracked.smoothed, strict=True)}
 
 
 class ResultWriter(Protocol):
@@ -41,15 +55,29 @@ class CsvWriter:
     def __init__(self, stream: IO[str]) -> None:
         self._writer = csv.writer(stream)
         self._writer.writerow(
-            ["frame", "time_s", "face", "x", "y", "width", "height", "detection_score", "emotion", *LABELS]
+            [
+                "frame",
+                "time_s",
+                "face",
+                "track_id",
+                "x",
+                "y",
+                "width",
+                "height",
+                "detection_score",
+                "emotion",
+                *LABELS,
+                "smoothed_emotion",
+                *(f"smoothed_{label}" for label in LABELS),
+            ]
         )
 
     def write(self, result: FrameResult) -> None:
         """Write the frame's faces as rows."""
         start = [result.frame, f"{result.time_s:.3f}"]
         if not result.faces:
-            self._writer.writerow([*start, *[""] * (7 + len(LABELS))])
-        for number, face in enumerate(result.faces):
+            self._writer.writerow([*start, *[""] * (9 + 2 * len(LABELS))])
+        for number, (face, tracked) in enumerate(zip(result.faces, result.tracks, strict=True)):
             box = face.box
             probabilities = face.probabilities.model_dump()
             score = "" if face.detection_score is None else f"{face.detection_score:.4f}"
@@ -57,6 +85,7 @@ class CsvWriter:
                 [
                     *start,
                     number,
+                    "" if tracked.track_id is None else tracked.track_id,
                     box.x,
                     box.y,
                     box.width,
@@ -64,12 +93,15 @@ class CsvWriter:
                     score,
                     face.emotion,
                     *(f"{probabilities[label]:.6f}" for label in LABELS),
+                    tracked.smoothed_emotion,
+                    *(f"{p:.6f}" for p in tracked.smoothed),
                 ]
             )
 
 
 class JsonLinesWriter:
-    """One JSON object per analysed frame: ``{"frame", "time_s", "faces": [<the API's face objects>]}``."""
+    """One JSON object per analysed frame: ``{"frame", "time_s", "faces": [...]}``, each face the API's face
+    object plus ``track_id``, ``smoothed_emotion`` and ``smoothed`` (the seven smoothed probabilities)."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -79,7 +111,15 @@ class JsonLinesWriter:
         line = {
             "frame": result.frame,
             "time_s": round(result.time_s, 3),
-            "faces": [face.model_dump(mode="json") for face in result.faces],
+            "faces": [
+                {
+                    **face.model_dump(mode="json"),
+                    "track_id": tracked.track_id,
+                    "smoothed_emotion": tracked.smoothed_emotion,
+                    "smoothed": _smoothed(tracked),
+                }
+                for face, tracked in zip(result.faces, result.tracks, strict=True)
+            ],
         }
         self._stream.write(json.dumps(line) + "\n")
 

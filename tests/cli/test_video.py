@@ -1,7 +1,10 @@
-"""``deepfer video`` on a real MP4 written here with OpenCV from the committed public scenes.
+"""``deepfer video`` on real MP4s written here with OpenCV from the committed public scenes.
 
-The clip shows scene A for 4 frames, then scene B, then A again, at 8 frames/s, so each analysed row can be
-checked against the scene that was on screen at that frame: its boxes must be that scene's labelled faces.
+The first clip shows scene A for 4 frames, then scene B, then A again, at 8 frames/s, so each analysed row can
+be checked against the scene that was on screen at that frame: its boxes must be that scene's labelled faces.
+The second is variable-frame-rate (its ``stts`` box rewritten, ``tests.imaging.retime_mp4``): scene A at 10
+frames/s, a 2 s pause, then scene A again, so tracks must end and new IDs start where the container's times say,
+which ``index / fps`` would never show.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
 from deepfer.drawing import EMOTION_BGR
-from deepfer.video.plot import tick_label, time_ticks
-from tests.imaging import DATA
+from deepfer.tracking import TrackSummary
+from deepfer.video.frames import REPEATED_TIME_STEP_S, presentation_time
+from deepfer.video.plot import PANEL_HEIGHT, longest_tracks, tick_label, time_ticks
+from tests.imaging import DATA, retime_mp4
 from tests.servers import free_port
 
 SCENES = DATA / "scenes"
@@ -63,7 +68,18 @@ def test_csv_annotated_video_and_plot(
 
     rows = read_csv(out)
     box_columns = ["x", "y", "width", "height"]
-    assert list(rows[0]) == ["frame", "time_s", "face", *box_columns, "detection_score", "emotion", *LABELS]
+    assert list(rows[0]) == [
+        "frame",
+        "time_s",
+        "face",
+        "track_id",
+        *box_columns,
+        "detection_score",
+        "emotion",
+        *LABELS,
+        "smoothed_emotion",
+        *(f"smoothed_{label}" for label in LABELS),
+    ]
     assert sorted({int(row["frame"]) for row in rows}) == list(range(0, FRAME_COUNT, 2))
     for row in rows:
         frame = int(row["frame"])
@@ -72,12 +88,14 @@ def test_csv_annotated_video_and_plot(
         probabilities = {label: float(row[label]) for label in LABELS}
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert row["emotion"] == max(probabilities, key=probabilities.__getitem__)
+        # Each scene is on screen for two analysed frames only: fewer than min_hits (3), so no track is confirmed.
+        assert row["track_id"] == ""
         box = tuple(float(row[key]) for key in box_columns)
         on_screen = SEQUENCE[frame // FRAMES_EACH]
         assert max(iou(box, truth) for truth in labelled_boxes[on_screen]) > 0.3, (frame, box, on_screen)
 
     check_annotated(annotated, clip, rows)
-    check_plot(plot)
+    check_plot(plot, panels=1)
 
 
 def check_annotated(annotated: Path, source: Path, rows: list[dict[str, str]]) -> None:
@@ -98,13 +116,18 @@ def check_annotated(annotated: Path, source: Path, rows: list[dict[str, str]]) -
         assert np.abs(edge - plain[y + height // 2, x].astype(int)).max() > 40
 
 
-def check_plot(plot: Path) -> None:
-    """A PNG chart whose plotting area holds a line in every emotion's colour."""
+def check_plot(plot: Path, panels: int, dominant: list[str] | None = None) -> None:
+    """A PNG of ``panels`` track panels; a panel's plotting area holds its track's dominant emotion's line, and a
+    clip without tracks gets one empty panel (no line in any emotion's colour)."""
     image = cv2.imread(str(plot))
-    assert image is not None and image.shape == (420, 1000, 3)
-    area = image[40:370, 60:870]
-    for label in LABELS:
-        assert np.all(area == EMOTION_BGR[label], axis=-1).sum() > 50, f"no {label} line"
+    assert image is not None and image.shape == (PANEL_HEIGHT * panels, 1000, 3)
+    for number in range(panels):
+        area = image[number * PANEL_HEIGHT + 41 : (number + 1) * PANEL_HEIGHT - 51, 61:869]
+        drawn = {label: int(np.all(area == EMOTION_BGR[label], axis=-1).sum()) for label in LABELS}
+        if dominant is None:
+            assert not any(drawn.values()), drawn
+        else:
+            assert drawn[dominant[number]] > 100, (number, dominant[number], drawn)
 
 
 def test_json_lines_through_a_server_match_the_local_pipeline(clip: Path, tmp_path: Path, server_url: str) -> None:
@@ -124,8 +147,11 @@ def test_json_lines_through_a_server_match_the_local_pipeline(clip: Path, tmp_pa
             int(row[key]) for key in ("x", "y", "width", "height")
         ]
         assert face["emotion"] == row["emotion"]
+        assert face["track_id"] is None and row["track_id"] == ""  # two frames per scene: none confirmed
+        assert face["smoothed_emotion"] == row["smoothed_emotion"]
         for label in LABELS:
             assert face["probabilities"][label] == pytest.approx(float(row[label]), abs=1e-5)
+            assert face["smoothed"][label] == pytest.approx(float(row[f"smoothed_{label}"]), abs=1e-5)
 
 
 def test_bad_input_fails_with_one_readable_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,3 +190,95 @@ def test_a_dead_url_is_named(clip: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert main(["video", str(clip), "--out", str(tmp_path / "r.csv"), "--url", dead, "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert dead in err and "cannot reach" in err
+
+
+#: The variable-frame-rate clip: 5 frames 0.1 s apart, a 2 s pause (longer than max_gap_s, 1.5 s), 7 more.
+VFR_TIMES = [0.0, 0.1, 0.2, 0.3, 0.4, 2.4, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0]
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vfr") / "pause.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10, (640, 480))
+    image = cv2.imread(str(SCENES / "scene_0000.jpg"))
+    for _ in VFR_TIMES:
+        writer.write(image)
+    writer.release()
+    retime_mp4(path, VFR_TIMES)
+    return path
+
+
+def test_tracks_summary_and_panels_follow_the_containers_times(
+    vfr_clip: Path, tmp_path: Path, labelled_boxes: dict[str, list[tuple[float, ...]]]
+) -> None:
+    """Three people, IDs from their third frame; the 2 s pause ends those tracks and starts three new ones."""
+    out, summary, plot = tmp_path / "r.csv", tmp_path / "summary.json", tmp_path / "plot.png"
+    argv = ["video", str(vfr_clip), "--out", str(out), "--summary", str(summary), "--plot", str(plot)]
+    assert main([*argv, "--plot-tracks", "2", "--no-progress"]) == 0
+
+    rows = read_csv(out)
+    times = sorted({float(row["time_s"]) for row in rows})
+    assert times == pytest.approx(VFR_TIMES, abs=1e-3)  # the container's times, not index / fps
+    by_frame: dict[int, list[dict[str, str]]] = {}
+    for row in rows:
+        by_frame.setdefault(int(row["frame"]), []).append(row)
+    assert all(len(faces) == 3 for faces in by_frame.values()), {f: len(r) for f, r in by_frame.items()}
+    ids = {frame: sorted(row["track_id"] for row in faces) for frame, faces in by_frame.items()}
+    # min_hits = 3: tentative (empty) for two frames, then an ID; after the pause, new people.
+    assert ids[0] == ids[1] == ids[5] == ids[6] == ["", "", ""]
+    assert all(ids[frame] == ["1", "2", "3"] for frame in (2, 3, 4))
+    assert all(ids[frame] == ["4", "5", "6"] for frame in range(7, 12))
+    # Each ID stays on one labelled face: same box (within the codec's noise) in every frame it is on.
+    boxes: dict[str, set[int]] = {}
+    truth = labelled_boxes["scene_0000.jpg"]
+    for row in rows:
+        if row["track_id"]:
+            box = tuple(float(row[key]) for key in ("x", "y", "width", "height"))
+            boxes.setdefault(row["track_id"], set()).add(max(range(3), key=lambda i: iou(box, truth[i])))
+        smoothed = [float(row[f"smoothed_{label}"]) for label in LABELS]
+        assert sum(smoothed) == pytest.approx(1.0, abs=1e-4)
+        assert row["smoothed_emotion"] == LABELS[int(np.argmax(smoothed))]
+    assert all(len(faces) == 1 for faces in boxes.values()), boxes
+    assert boxes["1"] | boxes["2"] | boxes["3"] == {0, 1, 2}
+
+    document = json.loads(summary.read_text())
+    assert document["video"] == str(vfr_clip)
+    tracks = document["tracks"]
+    assert [t["track_id"] for t in tracks] == [1, 2, 3, 4, 5, 6]
+    for track in tracks:
+        early = track["track_id"] <= 3
+        # A track's time starts at its first frame, tentative frames included.
+        assert (track["first_s"], track["last_s"]) == pytest.approx((0.0, 0.4) if early else (2.4, 3.0), abs=1e-3)
+        assert track["frames"] == (5 if early else 7)
+        assert track["ended"] is early
+        assert sum(track["emotion_share"].values()) == pytest.approx(1.0)
+        assert track["dominant_emotion"] == max(track["emotion_share"], key=track["emotion_share"].__getitem__)
+    # --plot-tracks 2: the two longest tracks (0.6 s), 4 and 5, one panel each.
+    check_plot(plot, panels=2, dominant=[tracks[3]["dominant_emotion"], tracks[4]["dominant_emotion"]])
+
+
+@pytest.mark.parametrize(
+    ("index", "position_ms", "previous_s", "expected_s"),
+    [
+        (0, 0.0, None, 0.0),  # the first frame at 0 ms is a real time
+        (3, 130.0, 0.08, 0.13),  # the container's time, whatever index / fps says (0.12 s)
+        (3, 0.0, 0.08, 0.12),  # 0 ms after the first frame: no time; index / fps
+        (3, float("nan"), 0.08, 0.12),
+        (3, -1.0, 0.08, 0.12),
+        (3, 80.0, 0.08, 0.08 + REPEATED_TIME_STEP_S),  # repeated: one step after the previous
+        (3, 50.0, 0.08, 0.08 + REPEATED_TIME_STEP_S),  # backwards: the same
+        (3, 0.0, 0.2, 0.2 + REPEATED_TIME_STEP_S),  # the index / fps fallback is held to increasing too
+    ],
+)
+def test_presentation_time_rule(index: int, position_ms: float, previous_s: float | None, expected_s: float) -> None:
+    assert presentation_time(index, position_ms, 25.0, previous_s) == pytest.approx(expected_s)
+
+
+def test_the_longest_tracks_get_the_panels() -> None:
+    def track(track_id: int, first_s: float, last_s: float, frames: int) -> TrackSummary:
+        return TrackSummary(track_id, first_s, last_s, frames, (1.0, 0, 0, 0, 0, 0, 0), ended=False)
+
+    summaries = [track(1, 0, 1, 10), track(2, 0, 5, 50), track(3, 1, 2, 12), track(4, 2, 3, 10), track(5, 0, 0.5, 5)]
+    # 2 is longest (5 s); of the 1 s ones, 3 has more frames; 1 and 4 tie, the lower ID wins. In ID order.
+    assert [t.track_id for t in longest_tracks(summaries, 3)] == [1, 2, 3]
+    assert longest_tracks(summaries, 0) == []

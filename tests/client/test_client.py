@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from deepfer.client import AsyncClient, Client, DeepFERClientError, RetryPolicy
-from deepfer.http.schemas import PredictResponse
+from deepfer.contract import LABELS
+from deepfer.http.schemas import BatchResponse, ModelResponse, PredictResponse, Readiness
 from tests.imaging import DATA
 
 SCENES = [DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"]
@@ -68,6 +69,10 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        """GETs (``/readyz``, ``/model``) play the same script."""
+        self.do_POST()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the test asserts on arrivals, not on an access log."""
@@ -138,6 +143,14 @@ def test_api_key_is_sent_as_x_api_key(live_server: Callable[..., Any]) -> None:
         assert (caught.value.status, caught.value.code) == (401, "unauthorized")
         with Client(url, api_key=API_KEY) as client:
             assert client.predict(SCENES[0]).faces
+            assert client.predict_batch([SCENES[0]]).results[0].result is not None
+            assert client.model().labels == list(LABELS)
+        with Client(url) as anonymous:
+            for call in (anonymous.model, lambda: anonymous.predict_batch([SCENES[0]])):
+                with pytest.raises(DeepFERClientError) as caught:
+                    call()
+                assert caught.value.status == 401
+            assert anonymous.ready().ready  # /readyz is open: load balancers probe it without a key
 
 
 def test_503_is_retried_after_retry_after(answers: dict[str, PredictResponse]) -> None:
@@ -177,3 +190,82 @@ def test_async_client_honours_an_http_date_retry_after(answers: dict[str, Predic
     assert_same_answer(got, answers[SCENES[1].name])
     assert len(arrivals) == 2
     assert 0.9 <= arrivals[1] - arrivals[0] < 3.0
+
+
+def check_batch(batch: BatchResponse, answers: dict[str, PredictResponse]) -> None:
+    """[scene 0 by path, scene 1 as bytes, not an image, scene 0 as an array]: entries in upload order, each the
+    service's single-image answer, the bad file an error entry rather than a failed batch."""
+    assert [item.index for item in batch.results] == [0, 1, 2, 3]
+    for item, name in zip(batch.results, [SCENES[0].name, SCENES[1].name, None, SCENES[0].name], strict=True):
+        if name is None:
+            assert item.result is None and item.error is not None and item.error.code == "bad_image"
+        else:
+            assert item.error is None and item.result is not None
+            assert_same_answer(item.result, answers[name])
+    assert batch.results[0].filename == SCENES[0].name
+
+
+def test_predict_batch_sync_and_async(server_url: str, answers: dict[str, PredictResponse]) -> None:
+    images = [SCENES[0], SCENES[1].read_bytes(), b"this is not an image", cv2.imread(str(SCENES[0]))]
+    with Client(server_url) as client:
+        check_batch(client.predict_batch(images), answers)
+        one = client.predict_batch([SCENES[0]], max_faces=1)
+        assert one.results[0].result is not None and len(one.results[0].result.faces) == 1
+        with pytest.raises(TypeError, match="use predict for one"):
+            client.predict_batch(str(SCENES[0]))  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="at least one"):
+            client.predict_batch([])
+
+    async def batch() -> BatchResponse:
+        async with AsyncClient(server_url) as client:
+            return await client.predict_batch(images)
+
+    check_batch(asyncio.run(batch()), answers)
+
+
+def test_model_and_ready_sync_and_async(server_url: str) -> None:
+    """``model()`` is ``GET /model`` as a typed answer; ``ready()`` is ``GET /readyz``."""
+    raw = httpx.get(f"{server_url}/model", timeout=30).json()
+    with Client(server_url) as client:
+        model, ready = client.model(), client.ready()
+
+    async def both() -> tuple[ModelResponse, Readiness]:
+        async with AsyncClient(server_url) as client:
+            return await client.model(), await client.ready()
+
+    for got_model, got_ready in ((model, ready), asyncio.run(both())):
+        assert isinstance(got_model, ModelResponse)
+        assert got_model.model_dump(mode="json") == raw
+        assert got_model.labels == list(LABELS) and got_model.version and len(got_model.sha256) == 64
+        assert got_ready == Readiness(ready=True, detail=got_ready.detail)
+
+
+def test_not_ready_is_an_answer_and_is_not_retried() -> None:
+    """/readyz's 503 (warming up, draining) is the answer ready() returns at once; a batch's 503 is retried."""
+    body = Readiness(ready=False, detail="warming up").model_dump_json().encode()
+    with scripted_server([(503, {"Retry-After": "1"}, body)]) as (url, arrivals), Client(url) as client:
+        assert client.ready() == Readiness(ready=False, detail="warming up")
+    assert len(arrivals) == 1
+
+    async def ready() -> Readiness:
+        async with AsyncClient(url) as client:
+            return await client.ready()
+
+    with scripted_server([(503, {}, body)]) as (url, arrivals):
+        assert asyncio.run(ready()).ready is False
+    assert len(arrivals) == 1
+
+    # A 503 that is not a readiness answer (a proxy's page) is an error, as from any other call.
+    proxy_page: Reply = (503, {"Content-Type": "text/html"}, b"<h1>busy</h1>")
+    with scripted_server([proxy_page]) as (url, _), Client(url) as client, pytest.raises(DeepFERClientError) as caught:
+        client.ready()
+    assert caught.value.status == 503
+
+
+def test_batch_503_is_retried_like_predict(answers: dict[str, PredictResponse]) -> None:
+    body = BatchResponse.model_validate({"results": [{"index": 0, "result": answers[SCENES[0].name]}]})
+    script = [overloaded("0.2"), (200, {}, body.model_dump_json().encode())]
+    with scripted_server(script) as (url, arrivals), Client(url) as client:
+        got = client.predict_batch([SCENES[0]])
+    assert len(arrivals) == 2 and got.results[0].result is not None
+    assert_same_answer(got.results[0].result, answers[SCENES[0].name])

@@ -29,11 +29,16 @@ LAYERS: list[set[str]] = [
         "deepfer.preprocess",
         "deepfer.classifier",
         "deepfer.batching",
+        # Imports only the contract (and scipy): below the HTTP edge, so WS /stream can track, as video does.
+        "deepfer.tracking",
     },
     {"deepfer.pipeline"},
-    {f"deepfer.http.{name}" for name in ("schemas", "errors", "upload", "middleware", "demo", "docs", "routes")},
+    {
+        f"deepfer.http.{name}"
+        for name in ("schemas", "errors", "upload", "middleware", "demo", "docs", "routes", "stream")
+    },
     {"deepfer.http.app", "deepfer.http.server", "deepfer.logs"},
-    {"deepfer.client", "deepfer.drawing", "deepfer.tracking"},
+    {"deepfer.client", "deepfer.drawing"},
     {f"deepfer.video.{name}" for name in ("frames", "writers", "plot", "analysers")} | {"deepfer.video"},
     {"deepfer.cli"},
 ]

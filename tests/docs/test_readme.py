@@ -30,6 +30,7 @@ from tests.servers import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ADDRESS = re.compile(r"(?:http://)?(?:127\.0\.0\.1|localhost):8000")
+WS_ADDRESS = re.compile(r"ws://(?:127\.0\.0\.1|localhost):8000")
 
 
 def blocks(language: str, section: str | None = None) -> list[str]:
@@ -77,7 +78,9 @@ def run_shell(line: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str
 
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_snippet_runs_as_written(index: int, server_url: str, workdir: Path) -> None:
-    code = ADDRESS.sub(server_url, blocks("python")[index])
+    block = blocks("python")[index]
+    # The stream snippet's ws:// address, then every http one.
+    code = ADDRESS.sub(server_url, WS_ADDRESS.sub(server_url.replace("http://", "ws://"), block))
     done = subprocess.run(
         [sys.executable, "-c", code], check=False, cwd=workdir, capture_output=True, text=True, timeout=120
     )
