@@ -65,6 +65,11 @@ def make_faces(root: Path, variants: int) -> Path:
     return root
 
 
+def evaluate(model: Path, data: Path, out: Path, *options: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m training.evaluate`` as the README runs it."""
+    return run_module("training.evaluate", "--model", model, "--data", data, "--out", out, *options)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
     archive = shared_dir / "data" / "fer2013.zip"
@@ -185,19 +190,7 @@ def test_int8_copy_keeps_the_contract_and_the_answers(exported: Path) -> None:
 
 def test_evaluate_writes_the_report(tmp_path: Path, trained: Path, exported: Path, dataset: Path) -> None:
     out = tmp_path / "report"
-    run_module(
-        "training.evaluate",
-        "--model",
-        exported,
-        "--data",
-        dataset,
-        "--out",
-        out,
-        "--history",
-        trained / "history.csv",
-        "--limit-per-class",
-        "20",
-    )
+    evaluate(exported, dataset, out, "--history", trained / "history.csv", "--limit-per-class", "20")
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["per_class"]) == set(LABELS)
     assert 0.0 <= report["accuracy"] <= 1.0
@@ -220,7 +213,7 @@ def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
     np.add.at(expected, (full.labels[held], predicted), 1)
 
     out = tmp_path / "validation"
-    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", out, "--split", "validation")
+    evaluate(exported, dataset, out, "--split", "validation")
     report = json.loads((out / "metrics.json").read_text())
     assert report["count"] == len(held)
     np.testing.assert_array_equal(np.asarray(report["confusion_matrix"]), expected)
@@ -244,7 +237,7 @@ def test_smoothing_sweep_matches_the_in_graph_smoothing(
     assert [row["sigma"] for row in rows] == [0, SMOOTHING_SIGMA]
 
     evaluated = tmp_path / "validation"
-    run_module("training.evaluate", "--model", exported, "--data", dataset, "--out", evaluated, "--split", "validation")
+    evaluate(exported, dataset, evaluated, "--split", "validation")
     report = json.loads((evaluated / "metrics.json").read_text())
     # Same faces, same smoothing, same network: at most a borderline face may tip on float rounding.
     assert abs(rows[1]["accuracy"] - report["accuracy"]) <= 1 / report["count"]
@@ -343,18 +336,7 @@ def test_conditions_and_weight_averaging_run_as_documented(
     from training.conditions import CONDITIONS
 
     out = tmp_path / "conditions"
-    run_module(
-        "training.evaluate",
-        "--model",
-        exported,
-        "--data",
-        dataset,
-        "--out",
-        out,
-        "--split",
-        "validation",
-        "--conditions",
-    )
+    evaluate(exported, dataset, out, "--split", "validation", "--conditions")
     rows = json.loads((out / "conditions.json").read_text())
     assert set(rows) == {"clean", *CONDITIONS}
     assert rows["clean"]["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
@@ -374,7 +356,7 @@ def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path,
     shutil.copy(exported, model)
     shutil.copy(exported.with_suffix(".json"), model.with_suffix(".json"))
     report = tmp_path / "report"
-    run_module("training.evaluate", "--model", model, "--data", dataset, "--out", report, "--split", "validation")
+    evaluate(model, dataset, report, "--split", "validation")
     run_module("export.stamp", "--model", model, "--report", report)
     scored = json.loads((report / "metrics.json").read_text())
     served = EmotionClassifier(model).model.metrics
@@ -383,17 +365,7 @@ def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path,
     assert json.loads(model.with_suffix(".json").read_text())["metrics"] == served
 
     other = tmp_path / "other"
-    run_module(
-        "training.evaluate",
-        "--model",
-        exported.with_name("emotion-int8.onnx"),
-        "--data",
-        dataset,
-        "--out",
-        other,
-        "--split",
-        "validation",
-    )
+    evaluate(exported.with_name("emotion-int8.onnx"), dataset, other, "--split", "validation")
     refused = subprocess.run(
         [sys.executable, "-m", "export.stamp", "--model", str(model), "--report", str(other)],
         cwd=REPO,
