@@ -76,13 +76,27 @@ def test_every_supported_format(client: httpx.Client, extension: str) -> None:
     assert len(faces_of(client.post("/predict", files={"file": data}))) == 3
 
 
+def same_faces(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+    """Equal faces, probabilities to 1e-6: a face classified in a batch of one or of three may differ in the last
+    float32 bit (ONNX Runtime's kernels take other paths for other batch sizes)."""
+    if len(got) != len(expected):
+        return False
+    strip = [{k: v for k, v in face.items() if k != "probabilities"} for face in (*got, *expected)]
+    close = all(
+        abs(a["probabilities"][name] - b["probabilities"][name]) < 1e-6
+        for a, b in zip(got, expected, strict=True)
+        for name in a["probabilities"]
+    )
+    return strip[: len(got)] == strip[len(got) :] and close
+
+
 def test_options_limit_and_filter_faces(client: httpx.Client) -> None:
     data = SCENE.read_bytes()
     everything = faces_of(client.post("/predict", files={"file": data}))
     largest = faces_of(client.post("/predict", params={"max_faces": 1}, files={"file": data}))
-    assert largest == everything[:1]
+    assert same_faces(largest, everything[:1])
     big_only = faces_of(client.post("/predict", params={"min_face_size": 120}, files={"file": data}))
-    assert big_only == [face for face in everything if min(face["box"]["width"], face["box"]["height"]) >= 120]
+    assert same_faces(big_only, [f for f in everything if min(f["box"]["width"], f["box"]["height"]) >= 120])
     assert 0 < len(big_only) < len(everything)
 
 
