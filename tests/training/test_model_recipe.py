@@ -17,7 +17,7 @@ from training.calibration import (
 )
 from training.conditions import CONDITIONS, apply_condition
 
-FACES = Path(__file__).resolve().parent / "data" / "faces" / "test"
+FACES = Path(__file__).resolve().parents[1] / "data" / "faces" / "test"
 
 
 def committed_faces() -> np.ndarray:
