@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from deepfer.assignment import linear_sum_assignment
 from deepfer.contract import LABELS
 from deepfer.tracking import Box, Detection, Tracker, TrackerSettings, box_iou
 

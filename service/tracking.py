@@ -22,7 +22,7 @@ One frame, in ``Tracker.update``:
    for a face back after a second let a confirmed track jump to a false positive beside its face in the one
    frame the face was missed. cost = (1 - IoU) + distance + |log size
    ratio|, so each term is about 0..1 for the pairs the gate allows.
-4. Optimal assignment (``scipy.optimize.linear_sum_assignment``) maximising the total of (worst allowed cost -
+4. Optimal assignment (``deepfer.assignment``, the Hungarian method) maximising the total of (worst allowed cost -
    cost) over allowed pairs, confirmed tracks first, then tentative ones on what is left (DeepSORT's order: a
    two-frame false positive must not take a confirmed face's detection in a frame where that face was missed).
    Maximising that slack, rather than minimising cost with refused pairs at a large price, never trades one
@@ -41,8 +41,8 @@ Libraries considered (this project is MIT-licensed and runs numpy 2; metadata of
 - bytetracker 0.3.2 (MIT): a 2023 repackaging of ByteTrack pinning ``scipy==1.9.3`` and ``torch==1.13.0``.
 
 None fits, and what they add over this module (a Kalman filter, appearance embeddings) is not needed for a few
-faces per frame whose boxes come from one detector. So: this small tracker on scipy (BSD-3-Clause, depends on
-numpy only) for the assignment.
+faces per frame whose boxes come from one detector. So: this small tracker, with the optimal assignment of
+``deepfer.assignment`` (SciPy's would add 143 MB to the image for one function).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
 
+from deepfer.assignment import linear_sum_assignment
 from deepfer.contract import LABELS
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels

@@ -29,7 +29,8 @@ LAYERS: list[set[str]] = [
         "deepfer.preprocess",
         "deepfer.classifier",
         "deepfer.batching",
-        # Imports only the contract (and scipy): below the HTTP edge, so WS /stream can track, as video does.
+        # Only the contract and the assignment below it: under the HTTP edge, so WS /stream can track like video.
+        "deepfer.assignment",
         "deepfer.tracking",
     },
     {"deepfer.pipeline"},
