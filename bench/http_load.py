@@ -2,11 +2,18 @@
 
     python -m bench.http_load                       # starts `deepfer serve` on a free 127.0.0.1 port
     python -m bench.http_load --url http://127.0.0.1:8000 --duration-s 20
+    python -m bench.http_load --ceiling              # and the no-HTTP 2-process ceiling, in the same run
+    python -m bench.http_load --hog 1                # with one core taken by a CPU hog, bounded by the run
 
 Each level runs a short warm-up, then closed-loop clients (each sends its next scene as soon as the previous
 answer arrives) until ``--duration-s`` passes or ``--max-requests`` are sent, whichever comes first. Only
 127.0.0.1 is ever contacted. Results are printed and saved as JSON under bench/results/ (git-ignored), with
 the machine's load average, because figures on a machine shared with a training job are depressed.
+
+The load generator runs on the same cores as the service, so its own CPU per request is reported too: what it
+takes, the service cannot have. ``--ceiling`` runs ``bench.ceiling``'s 2x1 layout first and prints each level's
+images/s as a share of it. ``--hog N`` starts N processes that spin for the whole run (and are stopped with
+it), the "CPU taken by another tenant" case: throughput should fall in proportion to the cores left.
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +35,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from bench.ceiling import CeilingResult, Layout
+from bench.ceiling import measure as measure_ceiling
 from bench.local_service import REPO, effective_settings, start_service
 from bench.scenes import DEFAULT_SCENES
 from bench.traffic import Traffic
@@ -54,6 +66,27 @@ def cpu_seconds(pid: int) -> float:
 class LevelResult(Traffic):
     faces_per_s: float
     server_cpu_ms_per_image: float | None
+    client_cpu_ms_per_request: float
+
+
+def _spin(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        pass
+
+
+@contextmanager
+def cpu_hogs(count: int, seconds: float) -> Iterator[None]:
+    """``count`` processes that keep a core busy each, for at most ``seconds`` and never past the block."""
+    context = multiprocessing.get_context("spawn")
+    hogs = [context.Process(target=_spin, args=(time.monotonic() + seconds,), daemon=True) for _ in range(count)]
+    for hog in hogs:
+        hog.start()
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.terminate()
+            hog.join()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=2.0, help="unmeasured time per level")
     parser.add_argument("--max-requests", type=int, default=3000, help="cap on measured requests per level")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the started service")
+    parser.add_argument("--ceiling", action="store_true", help="measure the no-HTTP 2x1 ceiling first")
+    parser.add_argument("--hog", type=int, default=0, help="CPU-hog processes running beside the service")
     parser.add_argument("--tag", default="", help="label stored with the results")
     return parser.parse_args(argv)
 
@@ -110,7 +145,9 @@ async def run_level(
         warmup = asyncio.gather(*(client(i) for i in range(clients)))
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
         cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
+        own_start = time.process_time()
         await warmup
+        own_used = time.process_time() - own_start
         cpu_used = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
         elapsed = min(time.monotonic(), stop_at) - measure_from
     ok = statuses.get("200", 0)
@@ -118,7 +155,25 @@ async def run_level(
         **Traffic.figures(clients, latencies, statuses, elapsed),
         faces_per_s=round(faces / elapsed, 1),
         server_cpu_ms_per_image=round(cpu_used * 1000 / ok, 2) if server_pid and ok else None,
+        client_cpu_ms_per_request=round(own_used * 1000 / max(len(latencies), 1), 2),
     )
+
+
+def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
+    share = f"{result.images_per_s / ceiling.images_per_s:.2f}" if ceiling else "-"
+    values = (
+        result.clients,
+        result.requests,
+        result.errors,
+        result.images_per_s,
+        share,
+        result.p50_ms,
+        result.p95_ms,
+        result.p99_ms,
+        result.server_cpu_ms_per_image or "-",
+        result.client_cpu_ms_per_request,
+    )
+    print(" ".join(f"{value:>10}" for value in values))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scenes.is_dir():
         raise SystemExit(f"scenes not found at {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
     images = [path.read_bytes() for path in sorted(args.scenes.glob("*.jpg"))]
+    ceiling = measure_ceiling(Layout(2, 1), images, args.duration_s) if args.ceiling else None
+    if ceiling:
+        print(f"no-HTTP ceiling 2x1: {ceiling.images_per_s} img/s, {ceiling.cpu_ms_per_image} ms CPU per image")
     process = None
     if args.url:
         if urlparse(args.url).hostname not in LOOPBACK:
@@ -137,24 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         model = httpx.get(f"{url}/model", timeout=10).json()
         load_before = os.getloadavg()
         print(f"{len(images)} scenes -> {url} (model {model.get('version')}), load average {load_before[0]:.1f}")
-        columns = ("clients", "requests", "errors", "img/s", "faces/s", "p50 ms", "p95 ms", "p99 ms", "cpu ms/img")
-        print(" ".join(f"{name:>10}" for name in columns))
+        columns = ("clients", "requests", "errors", "img/s", "of ceil", "p50 ms", "p95 ms", "p99 ms", "cpu ms/img")
+        print(" ".join(f"{name:>10}" for name in (*columns, "client ms")))
         levels = []
-        for clients in args.clients:
-            result = asyncio.run(run_level(url, images, clients, args, process.pid if process else None))
-            levels.append(result)
-            values = (
-                result.clients,
-                result.requests,
-                result.errors,
-                result.images_per_s,
-                result.faces_per_s,
-                result.p50_ms,
-                result.p95_ms,
-                result.p99_ms,
-                result.server_cpu_ms_per_image or "-",
-            )
-            print(" ".join(f"{value:>10}" for value in values))
+        hog_seconds = len(args.clients) * (args.warmup_s + args.duration_s + 30)
+        with cpu_hogs(args.hog, hog_seconds):
+            for clients in args.clients:
+                levels.append(asyncio.run(run_level(url, images, clients, args, process.pid if process else None)))
+                print_level(levels[-1], ceiling)
     finally:
         if process is not None:
             process.terminate()
@@ -171,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             "settings": effective_settings() if process else None,
         },
         "duration_s": args.duration_s,
+        "cpu_hogs": args.hog,
+        "ceiling": asdict(ceiling) if ceiling else None,
         "levels": [asdict(level) for level in levels],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

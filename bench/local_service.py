@@ -28,10 +28,13 @@ def free_port() -> int:
         return port
 
 
-def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the service with ``QUIET`` added to the environment's settings and wait for /readyz."""
+def start_service(
+    workers: int = 1, settings: dict[str, object] | None = None, poll_s: float = 0.2
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the service with ``QUIET`` and ``settings`` added to the environment's settings; wait for /readyz."""
     port = free_port()
-    env = {**os.environ, **{f"DEEPFER_{name.upper()}": str(value).lower() for name, value in QUIET.items()}}
+    added = {**QUIET, **(settings or {})}
+    env = {**os.environ, **{f"DEEPFER_{name.upper()}": str(value).lower() for name, value in added.items()}}
     command = [
         sys.executable,
         "-m",
@@ -55,7 +58,7 @@ def start_service(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
                 return process, url
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(poll_s)
     process.kill()
     process.wait()
     raise SystemExit(f"the service did not become ready within {STARTUP_TIMEOUT_S:.0f} s")

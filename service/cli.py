@@ -216,7 +216,7 @@ async def _predict_local(
 
     images: dict[Path, NDArray[np.uint8]] = {}
     async with open_pipeline(settings, Metrics()) as pipeline:
-        slots = asyncio.Semaphore(settings.pipeline_threads * 2)
+        slots = asyncio.Semaphore((settings.detect_processes or settings.pipeline_threads) * 2)
 
         async def one(path: Path) -> tuple[Path, PredictResponse | ErrorBody]:
             async with slots:

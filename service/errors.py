@@ -19,6 +19,7 @@ class here. This module imports nothing but the standard library.
       UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
       Overloaded          503 overloaded            inference queue full (+ Retry-After)
+        WorkerLost        503 worker_lost           the image worker process holding it died; retry
       RequestTimeout      504 timeout               request_timeout_s exceeded
       ModelRejected       422 model_rejected        a reload's new model file fails to load; the old one serves on
 
@@ -114,6 +115,12 @@ class Overloaded(DeepFERError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class WorkerLost(Overloaded):
+    """An image worker process ended under this request (a crash, the OOM killer); a fresh one takes the retry."""
+
+    code = "worker_lost"
 
 
 class RequestTimeout(DeepFERError):

@@ -67,9 +67,16 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         1, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
     )
-    pipeline_threads: int = Field(2, ge=1, description="images decoded/detected in parallel (about one per core)")
+    # Two on two cores: the locate stage (decode, detect, align) is most of an image's CPU; in processes of its own
+    # it escapes the serving process's GIL (deepfer.locate; the README's Performance section has the figures).
+    detect_processes: int = Field(
+        2, ge=0, description="worker processes that decode/detect/align images; 0 = threads of the serving process"
+    )
+    pipeline_threads: int = Field(
+        2, ge=1, description="with detect_processes=0: images decoded/detected in parallel (about one per core)"
+    )
     pipeline_nice: int = Field(
-        5, ge=0, le=19, description="how far below the batcher and event loop the pipeline threads run (Linux)"
+        5, ge=0, le=19, description="how far below the batcher and event loop the locate stage runs (Linux)"
     )
     # One: the pipeline threads already run images in parallel, and OpenCV's own pool only added hand-offs:
     # `python -m bench.stages` measured 11.25 ms of CPU per image with OpenCV's default (two threads here)

@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "deepfer.assignment",
         "deepfer.tracking",
     },
+    {"deepfer.locate"},
     {"deepfer.pipeline"},
     {
         f"deepfer.http.{name}"
@@ -43,7 +44,7 @@ LAYERS: list[set[str]] = [
     {f"deepfer.video.{name}" for name in ("frames", "writers", "plot", "analysers")} | {"deepfer.video"},
     {"deepfer.cli"},
 ]
-STAGES_AND_PIPELINE = sorted(LAYERS[1] | LAYERS[2])
+STAGES_AND_PIPELINE = sorted(LAYERS[1] | LAYERS[2] | LAYERS[3])
 WEB = ("fastapi", "starlette", "uvicorn", "python_multipart", "deepfer.http")
 
 

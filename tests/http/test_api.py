@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -15,12 +14,10 @@ import httpx
 import numpy as np
 import onnx
 import pytest
-from numpy.typing import NDArray
 
 from deepfer.classifier import EmotionClassifier
 from deepfer.contract import LABELS, MetadataKey
-from deepfer.metrics import Metrics
-from deepfer.pipeline import Options, open_pipeline
+from deepfer.locate import Options, load_detector, locate
 from deepfer.preprocess import to_batch
 from deepfer.settings import Settings
 from tests.imaging import DATA, encode, read
@@ -202,11 +199,9 @@ def test_detect_false_serving_matches_the_training_loader_exactly(client: httpx.
     data = read_bytes("fer_happy")
     training_face = decode_face(data)  # 48 x 48 uint8, what training feeds the model
 
-    async def serving_face() -> NDArray[np.uint8]:
-        async with open_pipeline(Settings(), Metrics()) as pipeline:
-            return pipeline.locate(data, Options(detect=False)).crops[0]
-
-    np.testing.assert_array_equal(asyncio.run(serving_face()), training_face)
+    settings = Settings()
+    serving_face = locate(data, Options(detect=False), load_detector(settings), settings).crops[0]
+    np.testing.assert_array_equal(serving_face, training_face)
 
     served = faces_of(client.post("/predict", params={"detect": "false"}, files={"file": data}))[0]
     offline = EmotionClassifier(Settings().classifier_path).run(to_batch([training_face]))[0]
