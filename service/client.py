@@ -701,12 +701,15 @@ class AsyncStream:
         feeder = asyncio.create_task(feed())
         try:
             while not drain.done():
-                receiving = asyncio.ensure_future(self.receive(timeout_s=drain.wait_s() or self._timeout_s))
-                await asyncio.wait({receiving, feeder}, return_when=asyncio.FIRST_COMPLETED)
-                if feeder.done() and feeder.exception() is not None:
-                    receiving.cancel()
-                    await asyncio.gather(receiving, return_exceptions=True)
-                    feeder.result()
+                timeout_s = drain.wait_s() if feeder.done() else self._timeout_s
+                receiving = asyncio.ensure_future(self.receive(timeout_s=timeout_s))
+                if not feeder.done():
+                    await asyncio.wait({receiving, feeder}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():  # the feed ended (or failed) first: look at the drain again
+                        receiving.cancel()
+                        await asyncio.gather(receiving, return_exceptions=True)
+                        feeder.result()
+                        continue
                 try:
                     message = await receiving
                 except TimeoutError:
