@@ -570,7 +570,9 @@ class Stream:
     ``receive`` may run in different threads, as ``results`` does.
     """
 
-    def __init__(self, connection: websockets.sync.client.ClientConnection, ready: StreamReady, timeout_s: float):
+    def __init__(
+        self, connection: websockets.sync.client.ClientConnection, ready: StreamReady, timeout_s: float
+    ) -> None:
         self.ready = ready
         self._connection = connection
         self._timeout_s = timeout_s
@@ -653,7 +655,9 @@ class AsyncStream:
     """``Stream`` for asyncio code (from ``await AsyncClient.stream()``); ``results`` feeds from a task and also
     takes an async iterable (a camera read in an executor, a queue)."""
 
-    def __init__(self, connection: websockets.asyncio.client.ClientConnection, ready: StreamReady, timeout_s: float):
+    def __init__(
+        self, connection: websockets.asyncio.client.ClientConnection, ready: StreamReady, timeout_s: float
+    ) -> None:
         self.ready = ready
         self._connection = connection
         self._timeout_s = timeout_s
