@@ -17,9 +17,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepfer.client import AsyncClient, Client, DeepFERClientError, RetryPolicy, ServiceUnreachableError
+    from deepfer.client import (
+        AsyncClient,
+        Client,
+        DeepFERClientError,
+        RetryPolicy,
+        ServiceUnreachableError,
+        StreamClosedError,
+    )
 
-__all__ = ["AsyncClient", "Client", "DeepFERClientError", "RetryPolicy", "ServiceUnreachableError"]
+__all__ = ["AsyncClient", "Client", "DeepFERClientError", "RetryPolicy", "ServiceUnreachableError", "StreamClosedError"]
 
 
 def __getattr__(name: str) -> Any:

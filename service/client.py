@@ -7,6 +7,11 @@
         batch = client.predict_batch(["a.jpg", "b.png"])   # one request; a bad file is its own error entry
         client.model().version, client.ready().ready
 
+        with client.stream() as stream:                  # WS /stream: one camera, results with track ids
+            stream.ready.limits.max_fps
+            for message in stream.results(frames):       # frames: any iterable of images, sent at most max_fps
+                ...                                      # a StreamResult, or a StreamError for a bad frame
+
 Every endpoint is described once, as a ``_Call`` (method, path, body, how to read the answer, whether a 503 is
 retried); ``Client`` and ``AsyncClient`` differ only in how they send one (``_send``), so the two cannot drift.
 
@@ -14,29 +19,52 @@ Answers are the service's own response models (``deepfer.http.schemas``), so a f
 here at once instead of silently. A 503 (the server's bounded queue is full) is retried after the
 ``Retry-After`` it names, a bounded number of times and never longer than ``max_retry_wait_s`` per wait;
 every other failure raises ``DeepFERClientError`` with the server's error code and message, and a service that
-cannot be reached raises ``ServiceUnreachable`` (a ``DeepFERClientError``) naming the URL.
+cannot be reached raises ``ServiceUnreachableError`` (a ``DeepFERClientError``) naming the URL. The retry policy is
+written once (``_retrying``); each client only sends and sleeps its own way.
 
-Needs only httpx, pydantic and numpy (``pip install deepfer``): OpenCV is imported only to send a numpy array.
+A stream (``WS /stream``, protocol in ``deepfer.http.stream``) speaks through ``websockets``, whose sync and
+asyncio clients mirror each other as httpx's do. The server's close codes become ``StreamClosedError`` (``status``
+the close code, ``code`` its name, ``message`` the server's reason); a frame the server cannot read is an answer,
+a ``StreamError``, and the stream goes on.
+
+Needs only httpx, websockets, pydantic and numpy (``pip install deepfer``): OpenCV is imported only to send a
+numpy array.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Generic, Self, TypeVar
+from typing import Annotated, Final, Generic, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
+import websockets.asyncio.client
+import websockets.sync.client
 from numpy.typing import NDArray
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from deepfer.http.schemas import BatchResponse, ErrorResponse, ModelResponse, PredictResponse, Readiness
+from deepfer.http.schemas import (
+    BatchResponse,
+    ErrorResponse,
+    ModelResponse,
+    PredictResponse,
+    Readiness,
+    StreamError,
+    StreamReady,
+    StreamResult,
+)
 
 #: What ``predict`` accepts: a file path, the encoded file's bytes, or a decoded H x W x 3 BGR (or H x W grey)
 #: uint8 array, OpenCV's layout.
@@ -61,7 +89,7 @@ class DeepFERClientError(Exception):
 class ServiceUnreachableError(DeepFERClientError):
     """No answer at all: nothing listens at the URL, DNS fails, or the connection broke (``status`` 0)."""
 
-    def __init__(self, url: str, error: httpx.TransportError) -> None:
+    def __init__(self, url: str, error: Exception) -> None:
         reason = str(error) or type(error).__name__
         super().__init__(0, "unreachable", f"cannot reach the DeepFER service at {url}: {reason}")
         self.url = url
@@ -90,6 +118,18 @@ class RetryPolicy:
             except (TypeError, ValueError):
                 wait = self.default_wait_s
         return min(max(wait, 0.0), self.max_wait_s)
+
+
+def _retrying(call: _Call[Answer], policy: RetryPolicy) -> Generator[float, httpx.Response, Answer]:
+    """The retry loop without its I/O: yields the seconds to wait before each attempt (0 before the first), is sent
+    that attempt's response, and returns the parsed answer. ``Client`` and ``AsyncClient`` drive it, each sending
+    and sleeping its own way, so the policy cannot differ between them."""
+    response = yield 0.0
+    for _ in range(policy.retries):
+        if not call.retries(response):
+            break
+        response = yield policy.wait_s(response)
+    return call.parse(response)
 
 
 def encode_image(image: ImageInput) -> tuple[str, bytes]:
@@ -224,6 +264,8 @@ class Client:
     ) -> None:
         self.url = url
         self.retry = retry or RetryPolicy()
+        self._api_key = api_key
+        self._timeout_s = timeout_s
         self._http = httpx.Client(base_url=url, headers=_headers(api_key), timeout=timeout_s)
 
     def predict(
@@ -257,14 +299,38 @@ class Client:
         """Whether the service takes traffic (``GET /readyz``); not ready (warming up, draining) is an answer."""
         return self._send(_READY_CALL)
 
+    def stream(self) -> Stream:
+        """Open ``WS /stream``: the key sent (when this client has one) and the server's ready message read.
+
+        Use it as a context manager, which closes the stream; ``StreamClosedError`` if the server refuses it.
+        """
+        url = stream_url(self.url)
+        # Closed here if the handshake fails; once it succeeds the connection is the Stream's to close.
+        with ExitStack() as on_failure:
+            try:
+                connection = on_failure.enter_context(websockets.sync.client.connect(url, open_timeout=self._timeout_s))
+            except InvalidStatus as error:
+                raise _refused(error) from error
+            except (OSError, TimeoutError, InvalidHandshake) as error:
+                raise ServiceUnreachableError(url, error) from error
+            try:
+                if self._api_key:
+                    connection.send(_key_message(self._api_key))
+                ready = _parse_ready(connection.recv(timeout=self._timeout_s))
+            except ConnectionClosed as error:
+                raise _closed(error) from error
+            on_failure.pop_all()
+        return Stream(connection, ready, self._timeout_s)
+
     def _send(self, call: _Call[Answer]) -> Answer:
-        response = self._request(call)
-        for _ in range(self.retry.retries):
-            if not call.retries(response):
-                break
-            time.sleep(self.retry.wait_s(response))
-            response = self._request(call)
-        return call.parse(response)
+        steps = _retrying(call, self.retry)
+        wait = next(steps)
+        while True:
+            time.sleep(wait)
+            try:
+                wait = steps.send(self._request(call))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def _request(self, call: _Call[Answer]) -> httpx.Response:
         try:
@@ -298,6 +364,8 @@ class AsyncClient:
     ) -> None:
         self.url = url
         self.retry = retry or RetryPolicy()
+        self._api_key = api_key
+        self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout_s)
 
     async def predict(
@@ -330,14 +398,36 @@ class AsyncClient:
         """Whether the service takes traffic (``GET /readyz``); not ready (warming up, draining) is an answer."""
         return await self._send(_READY_CALL)
 
+    async def stream(self) -> AsyncStream:
+        """Open ``WS /stream`` (see ``Client.stream``): ``async with await client.stream() as stream:``."""
+        url = stream_url(self.url)
+        async with AsyncExitStack() as on_failure:
+            try:
+                connection = await on_failure.enter_async_context(
+                    websockets.asyncio.client.connect(url, open_timeout=self._timeout_s)
+                )
+            except InvalidStatus as error:
+                raise _refused(error) from error
+            except (OSError, TimeoutError, InvalidHandshake) as error:
+                raise ServiceUnreachableError(url, error) from error
+            try:
+                if self._api_key:
+                    await connection.send(_key_message(self._api_key))
+                ready = _parse_ready(await asyncio.wait_for(connection.recv(), self._timeout_s))
+            except ConnectionClosed as error:
+                raise _closed(error) from error
+            on_failure.pop_all()
+        return AsyncStream(connection, ready, self._timeout_s)
+
     async def _send(self, call: _Call[Answer]) -> Answer:
-        response = await self._request(call)
-        for _ in range(self.retry.retries):
-            if not call.retries(response):
-                break
-            await asyncio.sleep(self.retry.wait_s(response))
-            response = await self._request(call)
-        return call.parse(response)
+        steps = _retrying(call, self.retry)
+        wait = next(steps)
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                wait = steps.send(await self._request(call))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def _request(self, call: _Call[Answer]) -> httpx.Response:
         try:
@@ -356,3 +446,300 @@ class AsyncClient:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         await self.close()
+
+
+#: What a stream answers for each frame it analyses: its faces with track ids, or why it could not read it.
+StreamMessage = Annotated[StreamResult | StreamError, Field(discriminator="type")]
+_STREAM_MESSAGE: Final[TypeAdapter[StreamResult | StreamError]] = TypeAdapter(StreamMessage)
+
+#: The close codes of ``deepfer.http.stream`` (and the standard ones a proxy or a restart sends), by name.
+CLOSE_CODES: Final = {
+    1000: "closed",
+    1001: "going_away",
+    1003: "unsupported_data",
+    1006: "connection_lost",
+    1009: "message_too_big",
+    1011: "server_error",
+    1012: "service_restart",
+    1013: "try_again_later",
+    4401: "unauthorized",
+    4408: "idle_timeout",
+}
+#: After the last frame is sent, how long ``results`` waits for a message before it takes the rest as dropped.
+DRAIN_S: Final = 5.0
+#: How often the sync ``results`` looks up from receiving to see whether the feeding thread is done.
+_POLL_S: Final = 0.1
+
+
+class StreamClosedError(DeepFERClientError):
+    """The stream ended: ``status`` is the WebSocket close code (4401 a wrong key, 1003 a text message or a bad
+    first message, 1009 a frame over ``ready.limits.max_message_bytes``, 4408 idle, 1013 too many streams),
+    ``code`` its name, ``message`` the server's reason."""
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(close_code, CLOSE_CODES.get(close_code, "closed"), reason or "the stream was closed")
+        self.close_code = close_code
+        self.reason = reason
+
+
+def stream_url(url: str) -> str:
+    """``ws://`` (``wss://`` for https) to ``/stream`` under the client's base URL, a path prefix kept."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/stream", "", ""))
+
+
+def _closed(error: ConnectionClosed) -> StreamClosedError:
+    if error.rcvd is None:
+        return StreamClosedError(1006, "the connection dropped without a close frame")
+    return StreamClosedError(error.rcvd.code, error.rcvd.reason)
+
+
+def _refused(error: InvalidStatus) -> DeepFERClientError:
+    """An HTTP answer instead of the upgrade: a proxy without WebSocket support, or a service without /stream."""
+    status = error.response.status_code
+    body = error.response.body.decode(errors="replace")[:200] if error.response.body else ""
+    return DeepFERClientError(status, "websocket_refused", f"the WebSocket upgrade was refused: {body or status}")
+
+
+def _key_message(api_key: str) -> str:
+    return json.dumps({"api_key": api_key})
+
+
+def _parse_ready(message: str | bytes) -> StreamReady:
+    return StreamReady.model_validate_json(message)
+
+
+def _parse_message(message: str | bytes) -> StreamResult | StreamError:
+    return _STREAM_MESSAGE.validate_json(message)
+
+
+class _Pacer:
+    """Spaces sends ``1 / fps`` apart, so a fast iterable (files on disk) is not mostly dropped as over-rate."""
+
+    def __init__(self, fps: float) -> None:
+        self._gap_s = 1.0 / fps
+        self._next = time.monotonic()
+
+    def delay_s(self) -> float:
+        """Seconds to wait before the next send; books that send's slot."""
+        now = time.monotonic()
+        wait = max(self._next - now, 0.0)
+        self._next = max(self._next, now) + self._gap_s
+        return wait
+
+
+class _Drain:
+    """When ``results`` is done: the feed ended and the last frame answered, or nothing came for ``drain_s``.
+
+    Results come in frame order, so an answer for the last frame means none is still due; a last frame the
+    server dropped (over-rate) is never answered, hence the quiet period.
+    """
+
+    def __init__(self, drain_s: float) -> None:
+        self._drain_s = drain_s
+        self._last_seq: int | None = None
+        self._fed = False
+        self._answered = -1
+        self._quiet_since = time.monotonic()
+
+    def fed(self, last_seq: int | None) -> None:
+        self._fed, self._last_seq = True, last_seq
+        self._quiet_since = time.monotonic()
+
+    def answered(self, message: StreamResult | StreamError) -> None:
+        self._answered = message.seq
+        self._quiet_since = time.monotonic()
+
+    def done(self) -> bool:
+        if not self._fed:
+            return False
+        if self._last_seq is None or self._answered >= self._last_seq:
+            return True
+        return time.monotonic() - self._quiet_since > self._drain_s
+
+    def wait_s(self) -> float:
+        return max(self._drain_s - (time.monotonic() - self._quiet_since), 0.0)
+
+
+class Stream:
+    """One open ``WS /stream`` (from ``Client.stream()``): ``send`` frames, ``receive`` answers, or ``results``.
+
+    ``send`` never waits for an answer: the server keeps only the newest frame, so a client that sends faster than
+    it analyses gets answers for some frames (their ``seq``) and counts of the rest (``dropped``). ``send`` and
+    ``receive`` may run in different threads, as ``results`` does.
+    """
+
+    def __init__(
+        self, connection: websockets.sync.client.ClientConnection, ready: StreamReady, timeout_s: float
+    ) -> None:
+        self.ready = ready
+        self._connection = connection
+        self._timeout_s = timeout_s
+        self._sent = 0
+        self._lock = threading.Lock()
+
+    def send(self, image: ImageInput) -> int:
+        """Send one frame (path, bytes or BGR array, as ``predict`` takes); returns its ``seq``."""
+        _, data = encode_image(image)
+        with self._lock:  # the server numbers frames in arrival order: so must we
+            try:
+                self._connection.send(data)
+            except ConnectionClosed as error:
+                raise _closed(error) from error
+            seq, self._sent = self._sent, self._sent + 1
+        return seq
+
+    def receive(self, timeout_s: float | None = None) -> StreamResult | StreamError:
+        """The next answer; ``TimeoutError`` after ``timeout_s`` (default the client's), ``StreamClosedError`` if
+        the server closed the stream."""
+        try:
+            message = self._connection.recv(timeout=self._timeout_s if timeout_s is None else timeout_s)
+        except ConnectionClosed as error:
+            raise _closed(error) from error
+        return _parse_message(message)
+
+    def results(
+        self, frames: Iterable[ImageInput], *, fps: float | None = None, drain_s: float = DRAIN_S
+    ) -> Iterator[StreamResult | StreamError]:
+        """Send ``frames`` from a thread, at most ``fps`` (default the server's ``max_fps``) a second, and yield
+        each answer as it comes: sending never waits on a slow consumer or a slow server. Ends once the last
+        frame is answered (or nothing came for ``drain_s`` after it); leaving the loop early stops the sending."""
+        pacer, drain, stop = _Pacer(fps or self.ready.limits.max_fps), _Drain(drain_s), threading.Event()
+        failure: list[BaseException] = []
+
+        def feed() -> None:
+            last: int | None = None
+            try:
+                for frame in frames:
+                    if stop.wait(pacer.delay_s()):
+                        return
+                    last = self.send(frame)
+            except BaseException as error:
+                failure.append(error)
+            finally:
+                drain.fed(last)
+
+        feeder = threading.Thread(target=feed, name="deepfer-stream-feed", daemon=True)
+        feeder.start()
+        try:
+            while not drain.done():
+                try:
+                    message = self.receive(timeout_s=_POLL_S)
+                except TimeoutError:
+                    if failure:
+                        raise failure[0] from None
+                    continue
+                drain.answered(message)
+                yield message
+            if failure:
+                raise failure[0]
+        finally:
+            stop.set()
+            feeder.join(timeout=1.0)
+
+    def close(self) -> None:
+        """Close the stream (a normal 1000 close); the server frees its slot and tracker."""
+        self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncStream:
+    """``Stream`` for asyncio code (from ``await AsyncClient.stream()``); ``results`` feeds from a task and also
+    takes an async iterable (a camera read in an executor, a queue)."""
+
+    def __init__(
+        self, connection: websockets.asyncio.client.ClientConnection, ready: StreamReady, timeout_s: float
+    ) -> None:
+        self.ready = ready
+        self._connection = connection
+        self._timeout_s = timeout_s
+        self._sent = 0
+
+    async def send(self, image: ImageInput) -> int:
+        """Send one frame; returns its ``seq``. Concurrent sends are numbered in the order they are called."""
+        _, data = encode_image(image)
+        seq, self._sent = self._sent, self._sent + 1
+        try:
+            await self._connection.send(data)
+        except ConnectionClosed as error:
+            raise _closed(error) from error
+        return seq
+
+    async def receive(self, timeout_s: float | None = None) -> StreamResult | StreamError:
+        """The next answer; ``TimeoutError`` after ``timeout_s`` (default the client's), ``StreamClosedError``."""
+        try:
+            message = await asyncio.wait_for(
+                self._connection.recv(), self._timeout_s if timeout_s is None else timeout_s
+            )
+        except ConnectionClosed as error:
+            raise _closed(error) from error
+        return _parse_message(message)
+
+    async def results(
+        self,
+        frames: Iterable[ImageInput] | AsyncIterable[ImageInput],
+        *,
+        fps: float | None = None,
+        drain_s: float = DRAIN_S,
+    ) -> AsyncIterator[StreamResult | StreamError]:
+        """See ``Stream.results``: frames sent from a task at most ``fps`` a second, answers yielded as they come."""
+        pacer, drain = _Pacer(fps or self.ready.limits.max_fps), _Drain(drain_s)
+
+        async def feed() -> None:
+            last: int | None = None
+            try:
+                async for frame in _aiter(frames):
+                    await asyncio.sleep(pacer.delay_s())
+                    last = await self.send(frame)
+            finally:
+                drain.fed(last)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while not drain.done():
+                timeout_s = drain.wait_s() if feeder.done() else self._timeout_s
+                receiving = asyncio.ensure_future(self.receive(timeout_s=timeout_s))
+                if not feeder.done():
+                    await asyncio.wait({receiving, feeder}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():  # the feed ended (or failed) first: look at the drain again
+                        receiving.cancel()
+                        await asyncio.gather(receiving, return_exceptions=True)
+                        feeder.result()
+                        continue
+                try:
+                    message = await receiving
+                except TimeoutError:
+                    continue
+                drain.answered(message)
+                yield message
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def _aiter(frames: Iterable[ImageInput] | AsyncIterable[ImageInput]) -> AsyncIterator[ImageInput]:
+    if isinstance(frames, AsyncIterable):
+        async for frame in frames:
+            yield frame
+    else:
+        for frame in frames:
+            yield frame

@@ -4,7 +4,7 @@ The protocol, one connection per camera::
 
     client                                      server
     open ws://host/stream                 ->    accept; close 1013 when stream_max_connections are open
-    text {"api_key": "<key>"}             ->    first message, only when the service has API keys
+    text {"api_key": "<key>"}             ->    first message when the service has API keys (ignored without)
                                           <-    {"type": "ready", "limits": {...}, "model": {...}}
     binary JPEG/PNG/WebP/BMP frame        ->    into a one-frame mailbox (latest frame wins)
                                           <-    {"type": "result", "seq", "time_s", "faces", "dropped", "timing"}
@@ -168,13 +168,8 @@ async def _next_message(websocket: WebSocket, settings: Settings) -> dict[str, o
 
 async def _authenticate(websocket: WebSocket, settings: Settings) -> None:
     """The first message must be the text ``{"api_key": "<key>"}``, within the idle timeout."""
-    message = await _next_message(websocket, settings)
-    text = message.get("text")
-    try:
-        given = json.loads(text)["api_key"] if isinstance(text, str) else None
-    except (ValueError, KeyError, TypeError):
-        given = None
-    if not isinstance(given, str):
+    given = _given_key(await _next_message(websocket, settings))
+    if given is None:
         raise _CloseStreamError(
             UNSUPPORTED_DATA, 'this service has API keys: send {"api_key": "<key>"} as the first message'
         )
@@ -182,13 +177,30 @@ async def _authenticate(websocket: WebSocket, settings: Settings) -> None:
         raise _CloseStreamError(UNAUTHORIZED, "invalid API key")
 
 
+def _given_key(message: dict[str, object]) -> str | None:
+    """The key of a ``{"api_key": "<key>"}`` text message; None for any other message."""
+    text = message.get("text")
+    try:
+        given = json.loads(text)["api_key"] if isinstance(text, str) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return given if isinstance(given, str) else None
+
+
 async def _receive(websocket: WebSocket, settings: Settings, mailbox: _Mailbox) -> None:
     """Read every message as it comes, so the client never waits on the server's analysis."""
     min_gap_s = 1.0 / settings.stream_max_fps
     last_accepted = -math.inf
     seq = 0
+    first = True
     while True:
         message = await _next_message(websocket, settings)
+        # A client configured with a key sends it whether or not this service has keys (as an HTTP client sends
+        # its header either way); a service without keys ignores it rather than closing the stream.
+        if first and not settings.api_keys and _given_key(message) is not None:
+            first = False
+            continue
+        first = False
         data = message.get("bytes")
         if not isinstance(data, bytes):
             raise _CloseStreamError(

@@ -25,7 +25,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deepfer.client import Client
 from deepfer.contract import LABELS
+from deepfer.http.schemas import StreamResult
 from tests.deploy.helpers import (
     Replica,
     answers_ok,
@@ -220,3 +222,17 @@ def test_a_replica_dying_mid_load_costs_no_more_than_its_in_flight_requests(
         assert result.failures <= result.in_flight_at_event, result
     assert successes - served_by_survivors > 0, "the victim should have served its share before it died"
     assert served_by_survivors >= total - kill_after - result.in_flight_at_event, "survivors must take the rest"
+
+
+def test_a_stream_works_through_nginx(cluster: Cluster) -> None:
+    """WS /stream through the shipped config: the upgrade reaches a replica and results come back with tracks."""
+    frames = 6  # a track id is given on a face's 3rd frame in a row
+    with Client(cluster.lb_url) as client, client.stream() as stream:
+        messages = list(stream.results([public_scene()] * frames, fps=10))
+    results = [message for message in messages if isinstance(message, StreamResult)]
+    assert len(results) == len(messages), messages
+    assert results[-1].seq == frames - 1
+    assert results[-1].faces
+    assert all(face.track_id is not None for face in results[-1].faces)
+    upgrades = [line for line in cluster.access_log.read_text().splitlines() if '"GET /stream HTTP/1.1" 101' in line]
+    assert len(upgrades) == 1, "nginx logs the stream once, as a 101 to one replica, when it ends"
