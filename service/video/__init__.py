@@ -28,7 +28,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Final
 
@@ -45,8 +45,9 @@ from deepfer.video.annotated import open_annotated_writer
 from deepfer.video.frames import Frame, VideoError, frames, open_video
 from deepfer.video.writers import FrameResult, open_result_writer
 
-#: ``--in-flight``: sampled frames being analysed at once. 8 is the service's default ``max_batch``, so one window
-#: can fill one classifier batch; more only queues on the server.
+#: ``--in-flight``: sampled frames being analysed at once (bench/video_throughput.py: 1.6x the frames/s of one at a
+#: time through a server, 1.8x locally, on 2 cores; a server on the same 2 cores gains nothing past 4). The
+#: margin is for a server elsewhere, whose round-trip latency the window hides.
 DEFAULT_IN_FLIGHT: Final = 8
 
 
@@ -71,7 +72,7 @@ async def analyse_video(
         raise VideoError(f"--in-flight must be at least 1, got {in_flight}")
     tracker = Tracker(tracker_settings)
     results: list[FrameResult] = []
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         capture, info = stack.enter_context(open_video(source))
         writer = stack.enter_context(open_result_writer(out))
         annotate = stack.enter_context(open_annotated_writer(annotated, info)) if annotated else None
@@ -80,7 +81,9 @@ async def analyse_video(
         )
         latest: list[Face] = []
         source_frames = frames(capture, info, every, decode_all=annotate is not None)
-        async for frame, answer in _in_order(source_frames, analyse, every, in_flight):
+        # aclosing: a failure here (a full disk) cancels the requests still in flight at once, not at loop exit.
+        answered = await stack.enter_async_context(aclosing(_in_order(source_frames, analyse, every, in_flight)))
+        async for frame, answer in answered:
             if answer is not None:
                 latest = answer.faces
                 tracked = tracker.update(frame.time_s, [_detection(face) for face in latest])

@@ -9,6 +9,7 @@ which ``index / fps`` would never show.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -18,14 +19,20 @@ import av
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
 from deepfer.drawing import EMOTION_BGR
+from deepfer.http.schemas import PredictResponse
+from deepfer.settings import Settings
 from deepfer.tracking import TrackSummary
+from deepfer.video import analyse_video
+from deepfer.video.analysers import local_analyser
 from deepfer.video.frames import REPEATED_TIME_STEP_S, presentation_time
 from deepfer.video.plot import PANEL_HEIGHT, longest_tracks, tick_label, time_ticks
+from deepfer.video.writers import FrameResult
 from tests.imaging import DATA, retime_mp4
 from tests.servers import free_port
 
@@ -337,3 +344,26 @@ def test_frames_in_flight_through_a_server_match_one_at_a_time_locally(
             assert float(got[label]) == pytest.approx(float(want[label]), abs=1e-5)
             assert float(got[f"smoothed_{label}"]) == pytest.approx(float(want[f"smoothed_{label}"]), abs=1e-5)
     assert {row["track_id"] for row in remote_rows} == {"", "1", "2", "3", "4", "5", "6"}
+
+
+def test_answers_arriving_out_of_order_are_taken_in_frame_order(vfr_clip: Path, tmp_path: Path) -> None:
+    """The real pipeline, each answer held back less than the one before it, so with 4 in flight the later frames
+    finish first: the rows (and the tracker's IDs) still come out as with one frame at a time."""
+
+    async def run(in_flight: int, out: Path) -> list[FrameResult]:
+        async with local_analyser(Settings()) as analyse:
+            delays = iter(np.linspace(0.08, 0.0, len(VFR_TIMES)))
+
+            async def late(image: NDArray[np.uint8]) -> PredictResponse:
+                delay = next(delays)
+                answer = await analyse(image)
+                await asyncio.sleep(delay)
+                return answer
+
+            return await analyse_video(vfr_clip, late, every=1, out=out, progress=False, in_flight=in_flight)
+
+    crossed = asyncio.run(run(4, tmp_path / "crossed.csv"))
+    sequential = asyncio.run(run(1, tmp_path / "sequential.csv"))
+    assert [result.frame for result in crossed] == list(range(len(VFR_TIMES)))
+    assert [[t.track_id for t in r.tracks] for r in crossed] == [[t.track_id for t in r.tracks] for r in sequential]
+    assert (tmp_path / "crossed.csv").read_text() == (tmp_path / "sequential.csv").read_text()
