@@ -35,6 +35,8 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 #: Extensions ``deepfer video --out`` understands (checked before any model loads: a typo fails in milliseconds).
 RESULT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+#: Extensions ``deepfer video --annotated`` can encode (deepfer.video.annotated.ENCODINGS: H.264 MP4, VP9 WebM).
+ANNOTATED_SUFFIXES = (".mp4", ".webm")
 
 
 class UsageError(Exception):
@@ -350,6 +352,13 @@ def _results_path(text: str) -> Path:
     return path
 
 
+def _annotated_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in ANNOTATED_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text}: use .mp4 (H.264) or .webm (VP9)")
+    return path
+
+
 def _add_video(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "video", help="analyse a video frame by frame, locally or through a running service (--url)"
@@ -364,7 +373,18 @@ def _add_video(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="per-frame, per-face probabilities: CSV for .csv, JSON lines for .jsonl/.ndjson/.json",
     )
     _add_url_options(parser, "send frames to this service (e.g. http://127.0.0.1:8000) instead")
-    parser.add_argument("--annotated", type=Path, metavar="OUT.mp4", help="also write the video with the faces drawn")
+    parser.add_argument(
+        "--in-flight",
+        type=_every,
+        metavar="N",
+        help="frames being analysed at once, so the server (or the local batcher) batches them (default 8)",
+    )
+    parser.add_argument(
+        "--annotated",
+        type=_annotated_path,
+        metavar="OUT.mp4",
+        help="also write the video with the faces drawn: H.264 for .mp4, VP9 for .webm (needs deepfer[video])",
+    )
     parser.add_argument(
         "--plot", type=Path, metavar="OUT.png", help="also plot each tracked person's smoothed emotions over time"
     )
@@ -389,7 +409,7 @@ def _video(args: argparse.Namespace, settings: Settings) -> int:
     """``deepfer video``: 0 on success, 1 when the video or the service fails (with one readable line)."""
     from deepfer.client import DeepFERClientError
     from deepfer.errors import DeepFERError
-    from deepfer.video import analyse_video
+    from deepfer.video import DEFAULT_IN_FLIGHT, analyse_video
     from deepfer.video.analysers import local_analyser, remote_analyser
     from deepfer.video.frames import VideoError
 
@@ -407,6 +427,7 @@ def _video(args: argparse.Namespace, settings: Settings) -> int:
                 plot_tracks=args.plot_tracks,
                 summary=args.summary,
                 progress=not args.no_progress,
+                in_flight=args.in_flight or DEFAULT_IN_FLIGHT,
             )
         faces = sum(len(result.faces) for result in results)
         tracks = len({t.track_id for result in results for t in result.tracks if t.track_id is not None})

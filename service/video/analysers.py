@@ -36,6 +36,7 @@ async def local_analyser(settings: Settings) -> AsyncIterator[FrameAnalyser]:
 
 @asynccontextmanager
 async def remote_analyser(url: str, api_key: str | None = None) -> AsyncIterator[FrameAnalyser]:
-    """Frames sent to a running service (``--url``), one request at a time, 503s retried by the client."""
+    """Frames sent to a running service (``--url``), one request each, 503s retried after their Retry-After by the
+    client; ``analyse_video`` keeps several requests in flight, so they meet in the server's batches."""
     async with AsyncClient(url, api_key) as client:
         yield client.predict

@@ -1,4 +1,4 @@
-"""Video files in and out: reading frames (sampled ones decoded, the rest only grabbed) and the annotated copy."""
+"""Video files in: frames in order with their presentation times (sampled ones decoded, the rest only grabbed)."""
 
 from __future__ import annotations
 
@@ -103,15 +103,3 @@ def frames(capture: cv2.VideoCapture, info: VideoInfo, every: int, *, decode_all
         previous_s = presentation_time(index, capture.get(cv2.CAP_PROP_POS_MSEC), info.fps, previous_s)
         yield Frame(index=index, time_s=previous_s, image=image)
         index += 1
-
-
-@contextmanager
-def open_annotated_writer(path: Path, info: VideoInfo) -> Iterator[cv2.VideoWriter]:
-    """An MP4 writer at the source's size and rate (mp4v: the codec every OpenCV wheel can encode)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), info.fps, (info.width, info.height))
-    if not writer.isOpened():
-        raise VideoError(f"cannot write an annotated video to {path}")
-    try:
-        yield writer
-    finally:
-        writer.release()

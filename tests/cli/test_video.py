@@ -9,22 +9,30 @@ which ``index / fps`` would never show.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
 from deepfer.drawing import EMOTION_BGR
+from deepfer.http.schemas import PredictResponse
+from deepfer.settings import Settings
 from deepfer.tracking import TrackSummary
+from deepfer.video import analyse_video
+from deepfer.video.analysers import local_analyser
 from deepfer.video.frames import REPEATED_TIME_STEP_S, presentation_time
 from deepfer.video.plot import PANEL_HEIGHT, longest_tracks, tick_label, time_ticks
+from deepfer.video.writers import FrameResult
 from tests.imaging import DATA, retime_mp4
 from tests.servers import free_port
 
@@ -282,3 +290,80 @@ def test_the_longest_tracks_get_the_panels() -> None:
     # 2 is longest (5 s); of the 1 s ones, 3 has more frames; 1 and 4 tie, the lower ID wins. In ID order.
     assert [t.track_id for t in longest_tracks(summaries, 3)] == [1, 2, 3]
     assert longest_tracks(summaries, 0) == []
+
+
+def stream_facts(path: Path) -> tuple[str, str, list[float]]:
+    """(codec, pixel format, every frame's presentation time in s) as PyAV's FFmpeg reads the file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.time) for frame in container.decode(stream)]
+        return stream.codec_context.name, stream.codec_context.pix_fmt, sorted(times)
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mp4", "h264"), (".webm", "vp9")])
+def test_annotated_video_plays_in_a_browser_and_keeps_the_times(
+    vfr_clip: Path, tmp_path: Path, suffix: str, codec: str
+) -> None:
+    """H.264 or VP9 in yuv420p (what browsers decode), one frame per source frame, each at the source's own
+    presentation time: the variable-frame-rate clip's 2 s pause survives instead of being spread evenly."""
+    annotated = tmp_path / f"annotated{suffix}"
+    argv = ["video", str(vfr_clip), "--every", "2", "--out", str(tmp_path / "r.csv"), "--annotated", str(annotated)]
+    assert main([*argv, "--no-progress"]) == 0
+    written_codec, pixel_format, times = stream_facts(annotated)
+    assert (written_codec, pixel_format) == (codec, "yuv420p")
+    assert times == pytest.approx(stream_facts(vfr_clip)[2], abs=1e-3) == VFR_TIMES
+    if suffix == ".mp4":  # faststart: the index (moov) comes before the frames (mdat)
+        head = annotated.read_bytes()
+        assert head.index(b"moov") < head.index(b"mdat")
+
+
+def test_unknown_annotated_extension_is_refused_before_any_work(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["video", str(clip), "--out", str(tmp_path / "r.csv"), "--annotated", str(tmp_path / "a.avi")])
+    assert exited.value.code == 2
+    assert "use .mp4 (H.264) or .webm (VP9)" in capsys.readouterr().err
+
+
+def test_frames_in_flight_through_a_server_match_one_at_a_time_locally(
+    vfr_clip: Path, tmp_path: Path, server_url: str
+) -> None:
+    """Eight frames in flight (answers may come back in any order) give the rows, times and track IDs of the
+    local pipeline fed one frame at a time; probabilities to 1e-5 (the int8 classifier's batch-size noise)."""
+    remote, local = tmp_path / "remote.csv", tmp_path / "local.csv"
+    argv = ["video", str(vfr_clip), "--no-progress"]
+    assert main([*argv, "--out", str(remote), "--url", server_url, "--in-flight", "8"]) == 0
+    assert main([*argv, "--out", str(local), "--in-flight", "1"]) == 0
+    remote_rows, local_rows = read_csv(remote), read_csv(local)
+    assert len(remote_rows) == len(local_rows) == 3 * len(VFR_TIMES)
+    exact = ["frame", "time_s", "face", "track_id", "x", "y", "width", "height", "emotion", "smoothed_emotion"]
+    for got, want in zip(remote_rows, local_rows, strict=True):
+        assert [got[key] for key in exact] == [want[key] for key in exact]
+        for label in LABELS:
+            assert float(got[label]) == pytest.approx(float(want[label]), abs=1e-5)
+            assert float(got[f"smoothed_{label}"]) == pytest.approx(float(want[f"smoothed_{label}"]), abs=1e-5)
+    assert {row["track_id"] for row in remote_rows} == {"", "1", "2", "3", "4", "5", "6"}
+
+
+def test_answers_arriving_out_of_order_are_taken_in_frame_order(vfr_clip: Path, tmp_path: Path) -> None:
+    """The real pipeline, each answer held back less than the one before it, so with 4 in flight the later frames
+    finish first: the rows (and the tracker's IDs) still come out as with one frame at a time."""
+
+    async def run(in_flight: int, out: Path) -> list[FrameResult]:
+        async with local_analyser(Settings()) as analyse:
+            delays = iter(np.linspace(0.08, 0.0, len(VFR_TIMES)))
+
+            async def late(image: NDArray[np.uint8]) -> PredictResponse:
+                delay = next(delays)
+                answer = await analyse(image)
+                await asyncio.sleep(delay)
+                return answer
+
+            return await analyse_video(vfr_clip, late, every=1, out=out, progress=False, in_flight=in_flight)
+
+    crossed = asyncio.run(run(4, tmp_path / "crossed.csv"))
+    sequential = asyncio.run(run(1, tmp_path / "sequential.csv"))
+    assert [result.frame for result in crossed] == list(range(len(VFR_TIMES)))
+    assert [[t.track_id for t in r.tracks] for r in crossed] == [[t.track_id for t in r.tracks] for r in sequential]
+    assert (tmp_path / "crossed.csv").read_text() == (tmp_path / "sequential.csv").read_text()
