@@ -117,7 +117,9 @@ def measure(layout: Layout, images: list[bytes], duration_s: float) -> CeilingRe
     out: multiprocessing.Queue = context.Queue()
     stride = len(images) // layout.processes
     workers = [
-        context.Process(target=_worker, args=(images, index * stride, stride, layout.threads, start, duration_s, out))
+        context.Process(
+            target=_worker, args=(images, _Share(index * stride, stride, layout.threads, duration_s), start, out)
+        )
         for index in range(layout.processes)
     ]
     for worker in workers:

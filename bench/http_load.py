@@ -4,6 +4,7 @@
     python -m bench.http_load --url http://127.0.0.1:8000 --duration-s 20
     python -m bench.http_load --ceiling              # and the no-HTTP 2-process ceiling, in the same run
     python -m bench.http_load --hog 1                # with one core taken by a CPU hog, bounded by the run
+    python -m bench.http_load --generator wrk        # load from wrk (C) instead of httpx: less CPU taken
 
 Each level runs a short warm-up, then closed-loop clients (each sends its next scene as soon as the previous
 answer arrives) until ``--duration-s`` passes or ``--max-requests`` are sent, whichever comes first. Only
@@ -24,6 +25,8 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -98,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=2.0, help="unmeasured time per level")
     parser.add_argument("--max-requests", type=int, default=3000, help="cap on measured requests per level")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the started service")
+    parser.add_argument(
+        "--generator", choices=("httpx", "wrk"), default="httpx", help="load generator (wrk: less CPU per request)"
+    )
     parser.add_argument("--ceiling", action="store_true", help="measure the no-HTTP 2x1 ceiling first")
     parser.add_argument("--hog", type=int, default=0, help="CPU-hog processes running beside the service")
     parser.add_argument("--tag", default="", help="label stored with the results")
@@ -159,6 +165,53 @@ async def run_level(
     )
 
 
+WRK_SCRIPT = REPO / "bench" / "wrk_predict.lua"
+
+
+def run_level_wrk(
+    url: str, paths: list[Path], clients: int, args: argparse.Namespace, server_pid: int | None
+) -> LevelResult:
+    """The same closed loop from wrk (C, one thread): a fraction of httpx's CPU per request, so on a 2-core
+    machine the service gets the cores a Python load generator would take (``client ms`` shows both)."""
+    command = ["wrk", "-t1", f"-c{clients}", "--timeout", "30s", "-s", str(WRK_SCRIPT), url, "--", *map(str, paths)]
+    subprocess.run([*command[:3], f"-d{max(1, round(args.warmup_s))}s", *command[3:]], capture_output=True, check=True)
+    cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
+    own_start = os.times()
+    done = subprocess.run(
+        [*command[:3], f"-d{max(1, round(args.duration_s))}s", *command[3:]], capture_output=True, text=True, check=True
+    )
+    own = os.times()
+    cpu_used = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    statuses = {str(code): count for code, count in figures["statuses"].items()}
+    for kind in ("connect", "read", "write", "timeout"):
+        if figures[kind]:
+            statuses[kind] = figures[kind]
+    seconds = figures["duration_us"] / 1e6
+    requests = sum(statuses.values())
+    ok = statuses.get("200", 0)
+    return LevelResult(
+        clients=clients,
+        requests=requests,
+        errors=requests - ok,
+        status_counts=statuses,
+        seconds=round(seconds, 2),
+        images_per_s=round(ok / seconds, 1),
+        p50_ms=round(figures["p50_us"] / 1000, 1),
+        p95_ms=round(figures["p95_us"] / 1000, 1),
+        p99_ms=round(figures["p99_us"] / 1000, 1),
+        max_ms=round(figures["max_us"] / 1000, 1),
+        faces_per_s=0.0,  # wrk does not read the answers' faces
+        server_cpu_ms_per_image=round(cpu_used * 1000 / ok, 2) if server_pid and ok else None,
+        client_cpu_ms_per_request=round(
+            (own.children_user + own.children_system - own_start.children_user - own_start.children_system)
+            * 1000
+            / max(requests, 1),
+            2,
+        ),
+    )
+
+
 def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
     share = f"{result.images_per_s / ceiling.images_per_s:.2f}" if ceiling else "-"
     values = (
@@ -180,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.scenes.is_dir():
         raise SystemExit(f"scenes not found at {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
-    images = [path.read_bytes() for path in sorted(args.scenes.glob("*.jpg"))]
+    paths = sorted(args.scenes.glob("*.jpg"))
+    images = [path.read_bytes() for path in paths]
+    if args.generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--generator wrk needs wrk on PATH (Debian: apt-get install wrk)")
     ceiling = measure_ceiling(Layout(2, 1), images, args.duration_s) if args.ceiling else None
     if ceiling:
         print(f"no-HTTP ceiling 2x1: {ceiling.images_per_s} img/s, {ceiling.cpu_ms_per_image} ms CPU per image")
@@ -201,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         hog_seconds = len(args.clients) * (args.warmup_s + args.duration_s + 30)
         with cpu_hogs(args.hog, hog_seconds):
             for clients in args.clients:
-                levels.append(asyncio.run(run_level(url, images, clients, args, process.pid if process else None)))
+                pid = process.pid if process else None
+                if args.generator == "wrk":
+                    levels.append(run_level_wrk(url, paths, clients, args, pid))
+                else:
+                    levels.append(asyncio.run(run_level(url, images, clients, args, pid)))
                 print_level(levels[-1], ceiling)
     finally:
         if process is not None:
@@ -219,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": effective_settings() if process else None,
         },
         "duration_s": args.duration_s,
+        "generator": args.generator,
         "cpu_hogs": args.hog,
         "ceiling": asdict(ceiling) if ceiling else None,
         "levels": [asdict(level) for level in levels],

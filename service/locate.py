@@ -1,19 +1,20 @@
 """The locate stage: encoded bytes or a decoded image -> its faces as 48x48 crops, on threads or worker processes.
 
-Decode -> detect -> align is four fifths of the CPU an image costs, and all of it is native code that could run
-on every core. Run on threads in the serving process, it shares that process with the event loop, the HTTP
-parsing and the batcher, and loses to their GIL hand-offs (``bench.ceiling``: one process with two threads
-does 0.88 of what two single-threaded processes do, and the HTTP work on top widens the gap). So by default
-it runs in ``detect_processes`` worker processes, each with its own detector, while the serving process keeps
-the HTTP edge, the one batcher (faces of every request still share classifier runs) and the one ``/metrics``.
+Decode -> detect -> align is most of the CPU an image costs, and all of it is native code that could run on
+every core. On threads of the serving process (``ThreadLocator``, the default) it shares that process's GIL with
+the event loop, the HTTP parsing and the batcher. In ``detect_processes`` worker processes (``ProcessLocator``)
+each worker has its own detector and interpreter, while the serving process keeps the HTTP edge, the one
+batcher (faces of every request still share classifier runs) and the one ``/metrics``. Which wins depends on
+the machine: ``bench.ceiling`` says what the GIL costs (1 process x 2 threads against 2 x 1), ``bench.http_load``
+what each layout serves; ``Settings.detect_processes`` has the figures behind the default.
 
-The hand-off is a pipe: a request's encoded bytes go in (tens of KB), crops and boxes come back (2.3 KB a
-face); at that size pickling costs microseconds, so shared memory would add code and save nothing measurable.
-Stage times travel back with the answer, so the metrics are recorded where they are served.
+The hand-off is the pool's pipe: a request's encoded bytes go in (tens of KB), crops and boxes come back (2.3 KB
+a face), and stage times travel back with the answer, so the metrics are recorded where they are served. The
+process layout measured about 5 ms more CPU per image than threads; shared memory for the bytes was not tried.
 
-A worker that dies (a decoder crash on a hostile file, the OOM killer) breaks the pool: the requests it held
-fail with ``WorkerLost`` (503, Retry-After), a fresh pool takes the next ones, and the service serves on.
-``detect_processes=0`` runs the stage on ``pipeline_threads`` threads instead (one process, lower memory).
+With processes, a worker that dies (a decoder crash on a hostile file, the OOM killer) breaks the pool: the
+requests it held fail with ``WorkerLost`` (503, Retry-After), a fresh pool takes the next ones, and the service
+serves on; with threads such a crash ends the replica.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ``Pipeline.analyze`` (encoded bytes) is the whole story: it decodes, then takes the same path as
 ``Pipeline.analyze_image`` (an already decoded H x W x 3 uint8 BGR array, as a video frame or an image the
 caller also draws on). The HTTP API and ``deepfer predict`` call the first, ``deepfer video`` the second.
-Decode, detect and align run together in the locate stage (``deepfer.locate``: worker processes by default,
-so images run on every core outside this process's GIL); classification goes through the ``DynamicBatcher``
+Decode, detect and align run together in the locate stage (``deepfer.locate``: threads of this process, or
+worker processes with ``detect_processes``; OpenCV and ONNX Runtime release the GIL, so images run on every
+core); classification goes through the ``DynamicBatcher``
 here, so faces from concurrent requests share one ONNX run.
 
 ``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked and

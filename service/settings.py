@@ -67,10 +67,13 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         1, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
     )
-    # Two on two cores: the locate stage (decode, detect, align) is most of an image's CPU; in processes of its own
-    # it escapes the serving process's GIL (deepfer.locate; the README's Performance section has the figures).
+    # Zero (threads) by measurement on this 2-core AVX2 machine, 16 clients: processes served 51.0 images/s at
+    # 34.2 ms of CPU per image against the threads' 56.6 at 29.4 (bench.http_load; the pipe hand-off and the
+    # extra interpreters cost more than the GIL does here, where one process with two threads reaches 0.88 of
+    # two processes: bench.ceiling). Processes isolate a crashing decoder (a 503, not a dead replica), and pay
+    # where the GIL costs more (the former machine's 1x2 ceiling was 0.66 of 2x1).
     detect_processes: int = Field(
-        2, ge=0, description="worker processes that decode/detect/align images; 0 = threads of the serving process"
+        0, ge=0, description="worker processes that decode/detect/align images; 0 = threads of the serving process"
     )
     pipeline_threads: int = Field(
         2, ge=1, description="with detect_processes=0: images decoded/detected in parallel (about one per core)"
