@@ -16,7 +16,6 @@ Printed and saved as JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import threading
@@ -26,10 +25,9 @@ from datetime import UTC, datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from bench.local_service import REPO
+from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 
-RESULTS = REPO / "bench" / "results"
 WARMUP_IMAGES = 5
 
 
@@ -167,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.layout:>8} {result.images:>8} {result.images_per_s:>8} {result.faces_per_s:>8} "
             f"{result.cpu_ms_per_image:>11}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"ceiling-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     record = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -176,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration_s,
         "layouts": [asdict(result) for result in results],
     }
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save("ceiling", record)
     return 0
 
 

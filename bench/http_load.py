@@ -41,10 +41,10 @@ import httpx
 from bench.ceiling import CeilingResult, Layout
 from bench.ceiling import measure as measure_ceiling
 from bench.local_service import REPO, effective_settings, start_service
+from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from bench.traffic import Traffic
 
-RESULTS = REPO / "bench" / "results"
 LOOPBACK = {"127.0.0.1", "localhost"}
 
 
@@ -284,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling": asdict(ceiling) if ceiling else None,
         "levels": [asdict(level) for level in levels],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"http_load-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save("http_load", record, args.tag)
     return 0
 
 

@@ -13,16 +13,14 @@ JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import cv2
 
-from bench.local_service import REPO
+from bench.record import save
 from bench.scenes import DEFAULT_SCENES, load_scenes
 from deepfer.classifier import EmotionClassifier
 from deepfer.decode import decode
@@ -31,7 +29,6 @@ from deepfer.pipeline import load_models
 from deepfer.preprocess import align_face, to_batch
 from deepfer.settings import Settings
 
-RESULTS = REPO / "bench" / "results"
 STAGES = ("decode", "detect", "align", "classify")
 T = TypeVar("T")
 
@@ -95,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         cpu["total"], wall["total"] = round(sum(cpu.values()), 2), round(sum(wall.values()), 2)
         rows.append({"opencv_threads": threads, "cpu_ms_per_image": cpu, "wall_ms_per_image": wall})
         print(f"{threads:>14} " + " ".join(f"{f'{cpu[key]:.2f} ({wall[key]:.2f})':>16}" for key in cpu))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"stages-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     record = {
         "scenes": str(args.scenes),
         "images": len(encoded),
@@ -104,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": settings.model_dump(mode="json", exclude={"api_keys"}),
         "rows": rows,
     }
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save("stages", record)
     return 0
 
 

@@ -13,7 +13,6 @@ Printed and saved as JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -24,10 +23,9 @@ from pathlib import Path
 import httpx
 
 from bench.ceiling import load_images
-from bench.local_service import REPO, start_service
+from bench.local_service import start_service
+from bench.record import save
 from bench.scenes import DEFAULT_SCENES
-
-RESULTS = REPO / "bench" / "results"
 
 
 @dataclass(frozen=True)
@@ -111,11 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(count, args.starts, images)
         results.append(result)
         print(f"{count:>16} {result.ready_median_s:>17} {result.processes:>10} {result.rss_mb:>8} {result.pss_mb:>8}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"startup-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "load_average_at_start": load}
-    out.write_text(json.dumps({**record, "results": [asdict(result) for result in results]}, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save("startup", {**record, "results": [asdict(result) for result in results]})
     return 0
 
 

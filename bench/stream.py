@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -30,12 +29,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from bench.local_service import REPO, effective_settings, start_service
+from bench.local_service import effective_settings, start_service
+from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from deepfer.client import AsyncClient, AsyncStream, StreamClosedError
 from deepfer.http.schemas import StreamResult
 
-RESULTS = REPO / "bench" / "results"
 LOOPBACK = {"127.0.0.1", "localhost"}
 #: After a stream's last frame, how long its answer may take before the frame is counted unanswered.
 DRAIN_S = 10.0
@@ -243,10 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration_s,
         "levels": [asdict(level) for level in levels],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"stream-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save("stream", record, args.tag)
     return 0
 
 
