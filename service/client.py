@@ -251,7 +251,35 @@ _MODEL_CALL: Final = _Call("GET", "/model", _parse_model)
 _READY_CALL: Final = _Call("GET", "/readyz", _parse_readiness, retry_503=False)
 
 
-class Client:
+class _Closing:
+    """``with`` closes: the one context-manager protocol of the client, the stream and their async forms."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _AsyncClosing:
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class Client(_Closing):
     """Synchronous client; one connection pool per instance, so reuse it (or use it as a context manager)."""
 
     def __init__(
@@ -342,16 +370,8 @@ class Client:
         """Close the connection pool."""
         self._http.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncClient:
+class AsyncClient(_AsyncClosing):
     """The same client for asyncio code: ``await client.predict(...)``; retries sleep without blocking the loop."""
 
     def __init__(
@@ -438,14 +458,6 @@ class AsyncClient:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 #: What a stream answers for each frame it analyses: its faces with track ids, or why it could not read it.
@@ -562,7 +574,7 @@ class _Drain:
         return max(self._drain_s - (time.monotonic() - self._quiet_since), 0.0)
 
 
-class Stream:
+class Stream(_Closing):
     """One open ``WS /stream`` (from ``Client.stream()``): ``send`` frames, ``receive`` answers, or ``results``.
 
     ``send`` never waits for an answer: the server keeps only the newest frame, so a client that sends faster than
@@ -642,16 +654,8 @@ class Stream:
         """Close the stream (a normal 1000 close); the server frees its slot and tracker."""
         self._connection.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncStream:
+class AsyncStream(_AsyncClosing):
     """``Stream`` for asyncio code (from ``await AsyncClient.stream()``); ``results`` feeds from a task and also
     takes an async iterable (a camera read in an executor, a queue)."""
 
@@ -726,14 +730,6 @@ class AsyncStream:
 
     async def close(self) -> None:
         await self._connection.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 async def _aiter(frames: Iterable[ImageInput] | AsyncIterable[ImageInput]) -> AsyncIterator[ImageInput]:
