@@ -2,8 +2,9 @@
 
 What is compared is what the page actually drew: box elements measured on screen against the API's boxes
 scaled to the displayed image, and each bar's filled width against the API's probability. Live mode runs on
-Chromium's fake camera fed with a Y4M clip made here from public scenes. Screenshots land in
-artifacts/browser/ for a human to look at.
+Chromium's fake camera fed with a Y4M clip made here from public scenes, over WS /stream: its tracks and smoothed
+bars are compared with the stream's last result as the page received it, also across a server restart.
+Screenshots land in artifacts/browser/ for a human to look at.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import httpx
 import pytest
 
 from deepfer.contract import LABELS
-from deepfer.http.demo import CONTENT_SECURITY_POLICY
+from deepfer.http.demo import CONTENT_SECURITY_POLICY, demo_content_security_policy
 from deepfer.http.docs import REDOC_CONTENT_SECURITY_POLICY
 from tests.imaging import DATA
+from tests.servers import run_server, server_settings
 
 CHROMIUM = Path(os.environ.get("DEEPFER_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.is_file():
@@ -52,22 +54,29 @@ UPLOAD_SCENE = SCENES / "scene_0000.jpg"
 CAMERA_SCENES = (SCENES / "scene_0000.jpg", SCENES / "scene_0002.jpg")
 API_KEY = "demo-test-key"
 
-# Counts the page's own /predict calls as it makes them, to prove live mode never has two in flight.
-COUNT_PREDICT_CALLS = """
+# Records the page's WebSockets as it uses them: sockets opened, frames sent, the last result, and the peak of
+# frames sent but not yet answered, to prove live mode paces itself by the results.
+RECORD_STREAMS = """
 (() => {
-  const original = window.fetch;
-  window.__predict = { inFlight: 0, peak: 0, calls: 0 };
-  window.fetch = async (...args) => {
-    const counting = String(args[0]).endsWith("predict");
-    if (counting) {
-      window.__predict.calls += 1;
-      window.__predict.inFlight += 1;
-      window.__predict.peak = Math.max(window.__predict.peak, window.__predict.inFlight);
+  const Original = window.WebSocket;
+  window.__stream = { opened: 0, sent: 0, answered: 0, peak: 0, last: null };
+  window.WebSocket = class extends Original {
+    constructor(...args) {
+      super(...args);
+      window.__stream.opened += 1;
+      this.addEventListener("message", (event) => {
+        const message = JSON.parse(event.data);
+        if (message.type === "result" || message.type === "error") window.__stream.answered += 1;
+        if (message.type === "result") window.__stream.last = message;
+      });
     }
-    try {
-      return await original(...args);
-    } finally {
-      if (counting) window.__predict.inFlight -= 1;
+    send(data) {
+      if (typeof data !== "string") {
+        window.__stream.sent += 1;
+        const waiting = window.__stream.sent - window.__stream.answered;
+        window.__stream.peak = Math.max(window.__stream.peak, waiting);
+      }
+      super.send(data);
     }
   };
 })();
@@ -150,7 +159,7 @@ def console_errors() -> list[str]:
 def page(browser: Any, console_errors: list[str]) -> Iterator[Any]:
     """A fresh tab that fails the test on any console error (a CSP violation, a script error, a 404)."""
     tab = browser.new_page()
-    tab.add_init_script(COUNT_PREDICT_CALLS)
+    tab.add_init_script(RECORD_STREAMS)
     tab.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     tab.on("pageerror", lambda error: console_errors.append(str(error)))
     yield tab
@@ -226,26 +235,141 @@ def test_dropping_an_image_analyses_it(page: Any, server_url: str) -> None:
     assert_drawn_like_api(page, answer)
 
 
-def test_live_mode_overlays_the_fake_camera_one_request_at_a_time(page: Any, server_url: str) -> None:
-    """Live mode on Chromium's fake camera: results keep coming, at the chosen rate, never two requests at once."""
-    page.goto(server_url + "/")
+# The drawn tracks and the last result the page received, read in one go (the page renders a result in the same
+# task it arrives in, so the two always belong together).
+DRAWN_TRACKS = """
+() => ({
+  result: window.__stream.last,
+  boxes: [...document.querySelectorAll("#overlay .box")].map((box) => ({ ...box.dataset })),
+  faces: [...document.querySelectorAll("#face-list .face")].map((face) => ({
+    trackId: Number(face.dataset.trackId),
+    emotion: face.dataset.emotion,
+    heading: face.querySelector("h3").textContent,
+    bars: [...face.querySelectorAll(".bar")].map((bar) => ({
+      emotion: bar.dataset.emotion,
+      probability: Number(bar.dataset.probability),
+      fill: bar.querySelector(".fill").getBoundingClientRect().width / bar.getBoundingClientRect().width,
+    })),
+  })),
+})
+"""
+
+TRACKED = "() => (window.__stream.last?.faces ?? []).some((face) => face.track_id !== null)"
+
+
+def start_live(page: Any, url: str, *, rate: str = "5") -> Any:
+    """Open the page, go to the Live tab with the keyboard, pick ``rate`` and start; returns the page's response."""
+    response = page.goto(url + "/")
     page.get_by_role("tab", name="Image").focus()
     page.keyboard.press("ArrowRight")
     assert page.get_by_role("tab", name="Live").get_attribute("aria-selected") == "true"
-    page.get_by_label("Target frames per second").select_option("5")
+    page.get_by_label("Target frames per second").select_option(rate)
     page.get_by_role("button", name="Start camera").press("Enter")
+    return response
 
-    page.wait_for_function("() => Number(document.querySelector('#overlay').dataset.faces) > 0", timeout=20_000)
-    page.wait_for_function("() => Number(document.querySelector('#overlay').dataset.renders) >= 12", timeout=20_000)
+
+def wait_for_results(page: Any, count: int) -> None:
+    """``count`` more results from now, at least one of them with a tracked face."""
+    page.wait_for_function(
+        "n => window.__stream.answered >= n", arg=page.evaluate("window.__stream.answered") + count, timeout=30_000
+    )
+    page.wait_for_function(TRACKED, timeout=30_000)
+
+
+def assert_tracks_drawn_like_the_stream(page: Any) -> None:
+    """One box per face of the last result, labelled with its track and smoothed emotion; one bar set per
+    tracked face, ordered by track id, showing its smoothed probabilities."""
+    page.wait_for_function(TRACKED, timeout=30_000)
+    drawn = page.evaluate(DRAWN_TRACKS)
+    faces = drawn["result"]["faces"]
+    tracked = sorted((face for face in faces if face["track_id"] is not None), key=lambda face: face["track_id"])
+    assert len(drawn["boxes"]) == len(faces) > 0
+    assert sorted(int(box["trackId"]) for box in drawn["boxes"] if "trackId" in box) == [
+        face["track_id"] for face in tracked
+    ]
+    for box in drawn["boxes"]:
+        if "trackId" in box:
+            face = next(face for face in faces if face["track_id"] == int(box["trackId"]))
+            assert {key: int(box[key]) for key in ("x", "y", "width", "height")} == face["box"]
+            assert box["emotion"] == face["smoothed_emotion"]
+    assert [face["trackId"] for face in drawn["faces"]] == [face["track_id"] for face in tracked]
+    for shown, face in zip(drawn["faces"], tracked, strict=True):
+        assert shown["emotion"] == face["smoothed_emotion"]
+        assert shown["heading"].startswith(f"Track {face['track_id']}: {face['smoothed_emotion']}")
+        assert [bar["emotion"] for bar in shown["bars"]] == list(LABELS)
+        for bar in shown["bars"]:
+            assert bar["probability"] == face["smoothed"][bar["emotion"]]
+            assert bar["fill"] == pytest.approx(bar["probability"], abs=0.01)
+
+
+def test_live_mode_streams_the_fake_camera_and_shows_tracks(page: Any, server_url: str) -> None:
+    """Live mode on Chromium's fake camera over WS /stream: tracks with smoothed bars, at the chosen rate, with
+    never more than one frame waiting for its answer, under the page's Content-Security-Policy (a violation would
+    be a console error)."""
+    response = start_live(page, server_url)
+    host = server_url.removeprefix("http://")
+    assert response.headers["content-security-policy"] == demo_content_security_policy(host)
+    wait_for_results(page, 12)
+    sync_api.expect(page.locator("#live-state")).to_have_text("live")
+    assert_tracks_drawn_like_the_stream(page)
     fps = float(page.locator("#fps").get_attribute("data-value") or 0)
-    calls = page.evaluate("window.__predict")
+    stream = page.evaluate("window.__stream")
     page.screenshot(path=str(ARTIFACTS / "live.png"), full_page=True)
     page.get_by_role("button", name="Stop camera").click()
 
-    assert calls["peak"] == 1, f"requests piled up: {calls}"
+    assert stream["opened"] == 1 and stream["peak"] == 1, f"frames piled up: {stream}"
     # Steady at the chosen 5 frames/s: not flooding the server, and not starving on a loaded 2-core machine.
     assert 2.0 <= fps <= 5.75, f"measured {fps} frames/s at a target of 5"
     assert page.get_by_role("button", name="Start camera").get_attribute("aria-pressed") == "false"
+    sync_api.expect(page.locator("#live-state")).to_have_text("stopped")
+
+
+def test_live_mode_reconnects_after_the_server_restarts(page: Any) -> None:
+    """The server stops under a live stream and a new one starts on the same port: the page says it is
+    reconnecting, reconnects by itself, and results with tracks resume on the new stream."""
+    settings = server_settings()
+    with run_server(settings) as url:
+        start_live(page, url)
+        wait_for_results(page, 3)
+        assert_tracks_drawn_like_the_stream(page)
+    sync_api.expect(page.locator("#live-state")).to_have_text("reconnecting", timeout=10_000)
+    sync_api.expect(page.locator("#status")).to_contain_text("reconnecting in")
+    with run_server(settings) as again:
+        assert again == url
+        sync_api.expect(page.locator("#live-state")).to_have_text("live", timeout=30_000)
+        wait_for_results(page, 5)
+        assert page.evaluate("window.__stream.opened") >= 2
+        assert_tracks_drawn_like_the_stream(page)
+        page.screenshot(path=str(ARTIFACTS / "live-reconnected.png"), full_page=True)
+        page.get_by_role("button", name="Stop camera").click()
+
+
+def test_live_mode_with_a_wrong_key_says_so_and_stops(
+    page: Any, live_server: Callable[..., Any], console_errors: list[str]
+) -> None:
+    """A wrong key closes the stream with 4401: the page shows it, stops the camera and does not retry."""
+    with live_server(api_keys=[API_KEY]) as url:
+        page.goto(url + "/")
+        page.get_by_label("API key").fill("not-the-key")
+        page.keyboard.press("Tab")
+        start_live(page, url)
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text("4401")
+        sync_api.expect(status).to_contain_text("refused the API key")
+        sync_api.expect(page.locator("#live-state")).to_have_text("error")
+        assert page.evaluate("document.activeElement.id") == "api-key"
+        assert page.get_by_role("button", name="Start camera").get_attribute("aria-pressed") == "false"
+        page.screenshot(path=str(ARTIFACTS / "live-wrong-key.png"))
+        page.wait_for_timeout(3000)  # longer than the first reconnect delays
+        assert page.evaluate("window.__stream.opened") == 1, "a refused key was retried"
+
+        page.get_by_label("API key").fill(API_KEY)
+        page.keyboard.press("Tab")
+        page.get_by_role("button", name="Start camera").click()
+        wait_for_results(page, 3)
+        assert_tracks_drawn_like_the_stream(page)
+        page.get_by_role("button", name="Stop camera").click()
+    console_errors[:] = [error for error in console_errors if "401" not in error]
 
 
 def test_api_key_field_unlocks_a_protected_service(
@@ -255,7 +379,7 @@ def test_api_key_field_unlocks_a_protected_service(
     with live_server(api_keys=[API_KEY]) as url:
         page.goto(url + "/")
         page.locator("#file-input").set_input_files(str(UPLOAD_SCENE))
-        status = page.get_by_role("status")
+        status = page.locator("#status")
         sync_api.expect(status).to_contain_text("API key")
         assert page.evaluate("document.activeElement.id") == "api-key"
         page.screenshot(path=str(ARTIFACTS / "api-key-missing.png"))

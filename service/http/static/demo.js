@@ -16,6 +16,7 @@
     liveToggle: $("live-toggle"),
     liveRate: $("live-rate"),
     fps: $("fps"),
+    liveState: $("live-state"),
     status: $("status"),
     stage: $("stage"),
     photo: $("photo"),
@@ -38,7 +39,7 @@
     return key ? { "X-API-Key": key } : {};
   }
 
-  /** POST one image to /predict; resolves to {ok, status, data, message, retryAfterS}, never rejects. */
+  /** POST one image to /predict; resolves to {ok, status, data, message}, never rejects. */
   async function predict(blob, name) {
     const form = new FormData();
     form.append("file", blob, name);
@@ -57,9 +58,8 @@
     if (response.ok && body) {
       return { ok: true, status: response.status, data: body };
     }
-    const retryAfterS = Number(response.headers.get("Retry-After")) || 1;
     const message = body?.error?.message ?? body?.detail ?? `The service answered ${response.status}.`;
-    return { ok: false, status: response.status, message, retryAfterS };
+    return { ok: false, status: response.status, message };
   }
 
   async function showModelInfo() {
@@ -79,28 +79,49 @@
 
   const percent = (value) => `${(value * 100).toFixed(1)}%`;
 
-  function faceLabel(face, index) {
-    return `Face ${index + 1}: ${face.emotion} (${percent(face.probabilities[face.emotion])})`;
-  }
+  // What is drawn for one face, from /predict's answer (numbered in the API's order) or from a stream result
+  // (named by track, with the track's smoothed probabilities: they change smoothly, the raw ones flicker).
+  const photoView = (face, index) => ({
+    name: `Face ${index + 1}`,
+    tag: String(index + 1),
+    emotion: face.emotion,
+    probabilities: face.probabilities,
+    box: face.box,
+    data: { index: String(index) },
+  });
 
-  function drawBoxes(result) {
-    const { width, height } = result.image;
-    const boxes = result.faces.map((face, index) => {
-      const { x, y, width: w, height: h } = face.box;
+  const trackView = (face) =>
+    face.track_id === null
+      ? { name: "New face", tag: "new", emotion: face.emotion, box: face.box, data: {} }
+      : {
+          name: `Track ${face.track_id}`,
+          tag: `#${face.track_id}`,
+          emotion: face.smoothed_emotion,
+          probabilities: face.smoothed,
+          box: face.box,
+          data: { trackId: String(face.track_id) },
+        };
+
+  const viewLabel = (view) =>
+    view.probabilities
+      ? `${view.name}: ${view.emotion} (${percent(view.probabilities[view.emotion])})`
+      : `${view.name}: ${view.emotion}`;
+
+  function drawBoxes(views, width, height) {
+    const boxes = views.map((view) => {
+      const { x, y, width: w, height: h } = view.box;
       const box = document.createElement("div");
       box.className = "box";
-      box.dataset.index = String(index);
-      box.dataset.emotion = face.emotion;
-      Object.assign(box.dataset, { x, y, width: w, height: h });
+      Object.assign(box.dataset, view.data, { emotion: view.emotion, x, y, width: w, height: h });
       box.style.left = `${(100 * x) / width}%`;
       box.style.top = `${(100 * y) / height}%`;
       box.style.width = `${(100 * w) / width}%`;
       box.style.height = `${(100 * h) / height}%`;
       box.setAttribute("role", "img");
-      box.setAttribute("aria-label", faceLabel(face, index));
+      box.setAttribute("aria-label", viewLabel(view));
       const tag = document.createElement("span");
       tag.className = "tag";
-      tag.textContent = `${index + 1} ${face.emotion}`;
+      tag.textContent = `${view.tag} ${view.emotion}`;
       box.append(tag);
       return box;
     });
@@ -135,19 +156,18 @@
     return row;
   }
 
-  function listFaces(result) {
-    const items = result.faces.map((face, index) => {
+  function listFaces(views) {
+    const items = views.map((view) => {
       const item = document.createElement("li");
       item.className = "face";
-      item.dataset.index = String(index);
-      item.dataset.emotion = face.emotion;
+      Object.assign(item.dataset, view.data, { emotion: view.emotion });
       const heading = document.createElement("h3");
-      heading.textContent = faceLabel(face, index);
+      heading.textContent = viewLabel(view);
       const bars = document.createElement("ol");
       bars.className = "probs";
       // The service sends the seven probabilities in the model's label order; keep that order.
-      for (const [emotion, probability] of Object.entries(face.probabilities)) {
-        bars.append(probabilityRow(emotion, probability, emotion === face.emotion));
+      for (const [emotion, probability] of Object.entries(view.probabilities)) {
+        bars.append(probabilityRow(emotion, probability, emotion === view.emotion));
       }
       item.append(heading, bars);
       return item;
@@ -157,13 +177,14 @@
 
   let renderCount = 0;
 
-  function render(result) {
-    drawBoxes(result);
-    listFaces(result);
+  /** Boxes for every face; bars for those with probabilities to show (all but a stream's not-yet-tracked). */
+  function render(views, width, height) {
+    drawBoxes(views, width, height);
+    listFaces(views.filter((view) => view.probabilities));
     renderCount += 1;
-    ui.overlay.dataset.faces = String(result.faces.length);
+    ui.overlay.dataset.faces = String(views.length);
     ui.overlay.dataset.renders = String(renderCount);
-    const n = result.faces.length;
+    const n = views.length;
     ui.caption.textContent = n === 0 ? "No face found." : `${n} face${n === 1 ? "" : "s"} found.`;
   }
 
@@ -201,7 +222,7 @@
       reportFailure(outcome);
       return;
     }
-    render(outcome.data);
+    render(outcome.data.faces.map(photoView), outcome.data.image.width, outcome.data.image.height);
     const n = outcome.data.faces.length;
     const ms = Math.round(performance.now() - started);
     setStatus(`${n} face${n === 1 ? "" : "s"} found in ${file.name} (${ms} ms).`);
@@ -241,21 +262,42 @@
     if (file) analyseFile(file);
   });
 
-  // ---- live mode ----------------------------------------------------------------------------------------
+  // ---- live mode: WS /stream ----------------------------------------------------------------------------
   //
-  // One request in flight at a time: the next frame is captured only after the previous answer arrived, and
-  // no sooner than 1/rate after the previous capture began. A slow server therefore lowers the frame rate
-  // instead of growing a queue, and a 503 waits for the Retry-After it names.
+  // One frame in flight: the next is captured when the previous one's result (or error) arrives, and no sooner
+  // than 1/rate (nor the server's max_fps) after the previous send, so a slow server lowers the frame rate
+  // instead of growing a queue. A frame the server drops gets no answer; after STALL_MS without one the next
+  // frame goes anyway. A dropped connection (a server restart) is retried with backoff and sending resumes; a
+  // refused key or a protocol error is shown and not retried, since retrying cannot fix it.
 
-  const live = { stream: null, running: false, timer: 0, doneAt: [] };
+  const STALL_MS = 3000;
+  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+  // Close codes after which a reconnect would fail the same way (see service/http/stream.py).
+  const FINAL_CLOSES = {
+    4401: "The service refused the API key",
+    1003: "The service refused what the page sent",
+    1009: "The frame was too large for the service",
+  };
+
+  // Close codes that come without a reason of their own (RFC 6455); the service's own codes carry one.
+  const CLOSE_NAMES = { 1001: "going away", 1006: "connection lost", 1011: "server error", 1012: "service restart" };
+
+  const live = { camera: null, running: false, socket: null, timer: 0, attempt: 0, doneAt: [] };
   const grabber = document.createElement("canvas");
+
+  function setStreamState(state, message, isError = false) {
+    ui.liveState.textContent = state;
+    ui.liveState.dataset.state = state;
+    setStatus(message, isError);
+  }
 
   function captureFrame() {
     const scale = Math.min(1, LIVE_MAX_WIDTH / ui.camera.videoWidth);
     grabber.width = Math.round(ui.camera.videoWidth * scale);
     grabber.height = Math.round(ui.camera.videoHeight * scale);
     grabber.getContext("2d").drawImage(ui.camera, 0, 0, grabber.width, grabber.height);
-    return new Promise((resolve) => grabber.toBlob(resolve, "image/jpeg", 0.85));
+    const size = { width: grabber.width, height: grabber.height };
+    return new Promise((resolve) => grabber.toBlob((blob) => resolve({ blob, size }), "image/jpeg", 0.85));
   }
 
   function recordFrameDone() {
@@ -270,26 +312,112 @@
     }
   }
 
-  async function liveStep() {
-    if (!live.running) return;
-    const started = performance.now();
-    let wait = 1000 / Number(ui.liveRate.value);
-    const blob = await captureFrame();
-    const outcome = blob ? await predict(blob, "frame.jpg") : { ok: false, status: 0, message: "No frame." };
-    if (!live.running) return;
-    if (outcome.ok) {
-      render(outcome.data);
+  /** Whether the service has API keys: /model is behind the key check, so it answers 401 without one. */
+  async function serviceNeedsKey() {
+    const response = await fetch("model");
+    return response.status === 401;
+  }
+
+  function streamUrl() {
+    const url = new URL("stream", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  /** Send one frame once the gap (1/rate, or the server's 1/max_fps plus a margin) has passed; arm the stall timer. */
+  function scheduleFrame(stream) {
+    clearTimeout(live.timer);
+    const gapMs = Math.max(1000 / Number(ui.liveRate.value), stream.minGapMs);
+    const wait = Math.max(0, stream.lastSentAt + gapMs - performance.now());
+    live.timer = setTimeout(async () => {
+      if (live.socket !== stream.socket || stream.socket.readyState !== WebSocket.OPEN) return;
+      const { blob, size } = await captureFrame();
+      if (!blob || live.socket !== stream.socket || stream.socket.readyState !== WebSocket.OPEN) return;
+      stream.sizes.set(stream.sent, size);
+      stream.sent += 1;
+      stream.lastSentAt = performance.now();
+      stream.socket.send(blob);
+      live.timer = setTimeout(() => scheduleFrame(stream), STALL_MS);
+    }, wait);
+  }
+
+  function onStreamMessage(stream, event) {
+    const message = JSON.parse(event.data);
+    if (message.type === "ready") {
+      live.attempt = 0;
+      // 10% over the server's minimum gap, so network jitter never makes a frame arrive too early to be kept.
+      stream.minGapMs = 1100 / message.limits.max_fps;
+      setStreamState("live", "Live: analysing the camera on the stream.");
+    } else if (message.type === "result") {
+      const size = stream.sizes.get(message.seq);
+      for (const seq of stream.sizes.keys()) if (seq <= message.seq) stream.sizes.delete(seq);
+      const views = message.faces
+        .map(trackView)
+        .sort((a, b) => (Number(a.data.trackId) || Infinity) - (Number(b.data.trackId) || Infinity));
+      render(views, size.width, size.height);
+      ui.overlay.dataset.seq = String(message.seq);
       recordFrameDone();
-      wait -= performance.now() - started;
-    } else if (outcome.status === 503) {
-      setStatus(`Service busy; retrying in ${outcome.retryAfterS} s.`);
-      wait = outcome.retryAfterS * 1000;
+    } else if (message.type === "error") {
+      stream.sizes.delete(message.seq);
+      setStatus(`Frame ${message.seq}: ${message.error.message}`, true);
     } else {
-      reportFailure(outcome);
-      stopLive();
       return;
     }
-    live.timer = setTimeout(liveStep, Math.max(0, wait));
+    scheduleFrame(stream);
+  }
+
+  function onStreamClose(stream, event) {
+    if (live.socket !== stream.socket) return;
+    live.socket = null;
+    clearTimeout(live.timer);
+    if (!live.running) return;
+    const why = event.reason || CLOSE_NAMES[event.code];
+    const reason = why ? `${event.code} ${why}` : String(event.code);
+    const final = FINAL_CLOSES[event.code];
+    if (final) {
+      stopLive();
+      const badKey = event.code === 4401;
+      const advice = badKey ? " Enter the right key above, then start the camera again." : "";
+      setStreamState("error", `${final} (${reason}).${advice}`, true);
+      if (badKey) ui.apiKey.focus();
+      return;
+    }
+    reconnectLater(`The stream closed (${reason})`);
+  }
+
+  function reconnectLater(why) {
+    const delay = BACKOFF_MS[Math.min(live.attempt, BACKOFF_MS.length - 1)];
+    live.attempt += 1;
+    setStreamState("reconnecting", `${why}; reconnecting in ${(delay / 1000).toFixed(1)} s…`, true);
+    live.timer = setTimeout(connectStream, delay);
+  }
+
+  async function connectStream() {
+    if (!live.running) return;
+    setStreamState("connecting", "Connecting to the stream…");
+    let needsKey;
+    try {
+      needsKey = await serviceNeedsKey();
+    } catch (error) {
+      if (live.running) reconnectLater(`Could not reach the service (${error.message})`);
+      return;
+    }
+    if (!live.running) return;
+    const key = ui.apiKey.value.trim();
+    if (needsKey && !key) {
+      stopLive();
+      setStreamState("error", "This service needs an API key: enter it above, then start the camera again.", true);
+      ui.apiKey.focus();
+      return;
+    }
+    const socket = new WebSocket(streamUrl());
+    const stream = { socket, sent: 0, sizes: new Map(), lastSentAt: -Infinity, minGapMs: 0 };
+    live.socket = socket;
+    socket.addEventListener("open", () => {
+      if (needsKey) socket.send(JSON.stringify({ api_key: key }));
+    });
+    socket.addEventListener("message", (event) => onStreamMessage(stream, event));
+    socket.addEventListener("close", (event) => onStreamClose(stream, event));
   }
 
   async function startLive() {
@@ -298,7 +426,7 @@
       return;
     }
     try {
-      live.stream = await navigator.mediaDevices.getUserMedia({
+      live.camera = await navigator.mediaDevices.getUserMedia({
         video: { width: { ideal: 640 }, height: { ideal: 480 } },
         audio: false,
       });
@@ -306,7 +434,7 @@
       setStatus(`The camera could not be opened: ${error.message}`, true);
       return;
     }
-    ui.camera.srcObject = live.stream;
+    ui.camera.srcObject = live.camera;
     await ui.camera.play();
     ui.photo.hidden = true;
     ui.camera.hidden = false;
@@ -314,21 +442,26 @@
     ui.overlay.replaceChildren();
     ui.faceList.replaceChildren();
     live.running = true;
+    live.attempt = 0;
     live.doneAt = [];
     ui.liveToggle.textContent = "Stop camera";
     ui.liveToggle.setAttribute("aria-pressed", "true");
-    setStatus("Live: analysing the camera.");
-    liveStep();
+    connectStream();
   }
 
   function stopLive() {
     live.running = false;
     clearTimeout(live.timer);
-    live.stream?.getTracks().forEach((track) => track.stop());
-    live.stream = null;
+    const socket = live.socket;
+    live.socket = null;
+    socket?.close(1000, "camera stopped");
+    live.camera?.getTracks().forEach((track) => track.stop());
+    live.camera = null;
     ui.camera.srcObject = null;
     ui.liveToggle.textContent = "Start camera";
     ui.liveToggle.setAttribute("aria-pressed", "false");
+    ui.liveState.textContent = "stopped";
+    ui.liveState.dataset.state = "stopped";
     ui.fps.value = "–";
     delete ui.fps.dataset.value;
   }
