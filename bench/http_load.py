@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,19 @@ async def run_level(
 
 
 WRK_SCRIPT = REPO / "bench" / "wrk_predict.lua"
+IN_FLIGHT = re.compile(r"^deepfer_images_in_flight (\S+)$", re.MULTILINE)
+
+
+def wait_until_idle(url: str, timeout_s: float = 30.0) -> None:
+    """Wait until the service has no image in flight. wrk ends a run by dropping its connections, and the work
+    they had started goes on (and counts against max_concurrent_images) until it ends; a run started at once
+    would find the slots taken and measure 503s that no client caused."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = IN_FLIGHT.search(httpx.get(f"{url}/metrics", timeout=5).text)
+        if found is None or float(found.group(1)) == 0:
+            return
+        time.sleep(0.1)
 
 
 def run_level_wrk(
@@ -175,6 +189,7 @@ def run_level_wrk(
     machine the service gets the cores a Python load generator would take (``client ms`` shows both)."""
     command = ["wrk", "-t1", f"-c{clients}", "--timeout", "30s", "-s", str(WRK_SCRIPT), url, "--", *map(str, paths)]
     subprocess.run([*command[:3], f"-d{max(1, round(args.warmup_s))}s", *command[3:]], capture_output=True, check=True)
+    wait_until_idle(url)
     cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
     own_start = os.times()
     done = subprocess.run(
