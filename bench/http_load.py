@@ -35,18 +35,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 
 from bench.ceiling import CeilingResult, Layout
 from bench.ceiling import measure as measure_ceiling
-from bench.local_service import REPO, effective_settings, start_service
+from bench.local_service import REPO, effective_settings, service_target
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from bench.traffic import Traffic
-
-LOOPBACK = {"127.0.0.1", "localhost"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -255,13 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = measure_ceiling(Layout(2, 1), images, args.duration_s) if args.ceiling else None
     if ceiling:
         print(f"no-HTTP ceiling 2x1: {ceiling.images_per_s} img/s, {ceiling.cpu_ms_per_image} ms CPU per image")
-    process = None
-    if args.url:
-        if urlparse(args.url).hostname not in LOOPBACK:
-            raise SystemExit("this benchmark only talks to 127.0.0.1")
-        url = args.url.rstrip("/")
-    else:
-        process, url = start_service(args.workers)
+    process, url = service_target(args.url, args.workers)
     try:
         model = httpx.get(f"{url}/model", timeout=10).json()
         load_before = os.getloadavg()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 
@@ -62,6 +63,18 @@ def start_service(
     process.kill()
     process.wait()
     raise SystemExit(f"the service did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+LOOPBACK = {"127.0.0.1", "localhost"}
+
+
+def service_target(url: str | None, workers: int = 1) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """The service a benchmark measures: ``url`` when given (127.0.0.1 only), else one it starts (and stops)."""
+    if url is None:
+        return start_service(workers)
+    if urlparse(url).hostname not in LOOPBACK:
+        raise SystemExit("this benchmark only talks to 127.0.0.1")
+    return None, url.rstrip("/")
 
 
 def effective_settings() -> dict[str, object]:

@@ -25,17 +25,15 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
-from bench.local_service import effective_settings, start_service
+from bench.local_service import effective_settings, service_target
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from deepfer.client import AsyncClient, AsyncStream, StreamClosedError
 from deepfer.http.schemas import StreamResult
 
-LOOPBACK = {"127.0.0.1", "localhost"}
 #: After a stream's last frame, how long its answer may take before the frame is counted unanswered.
 DRAIN_S = 10.0
 
@@ -201,13 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.scenes.is_dir():
         raise SystemExit(f"scenes not found at {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
     images = [path.read_bytes() for path in sorted(args.scenes.glob("*.jpg"))]
-    process = None
-    if args.url:
-        if urlparse(args.url).hostname not in LOOPBACK:
-            raise SystemExit("this benchmark only talks to 127.0.0.1")
-        url = args.url.rstrip("/")
-    else:
-        process, url = start_service(args.workers)
+    process, url = service_target(args.url, args.workers)
     try:
         load_before = os.getloadavg()
         print(f"{len(images)} scenes -> {url}/stream, load average {load_before[0]:.2f}")

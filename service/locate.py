@@ -167,10 +167,6 @@ class ProcessLocator:
     def close(self) -> None:
         self._current().shutdown(wait=True, cancel_futures=True)
 
-    def pids(self) -> list[int]:
-        """The worker processes' ids (for the tests and the benchmarks' CPU accounting)."""
-        return sorted(self._current()._processes)  # the pool has no public accessor
-
     def _start(self) -> ProcessPoolExecutor:
         # spawn: a worker is a fresh interpreter that imports only the stage's modules, never a fork of a
         # process that runs an event loop and ORT's threads (fork there can inherit a held lock).

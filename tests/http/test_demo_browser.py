@@ -100,8 +100,10 @@ DRAWN_BOXES = """
 }
 """
 
-DRAWN_BARS = """
-() => [...document.querySelectorAll("#face-list .face")].map((face) => ({
+# Every face card the page drew: its track (NaN in image mode), emotion, heading and bars with their fill.
+FACE_CARDS = """
+[...document.querySelectorAll("#face-list .face")].map((face) => ({
+  trackId: Number(face.dataset.trackId),
   emotion: face.dataset.emotion,
   heading: face.querySelector("h3").textContent,
   bars: [...face.querySelectorAll(".bar")].map((bar) => ({
@@ -111,6 +113,7 @@ DRAWN_BARS = """
   })),
 }))
 """
+DRAWN_BARS = f"() => {FACE_CARDS}"
 
 
 def write_y4m(path: Path, images: list[Path], *, fps: int, frames_each: int) -> None:
@@ -237,21 +240,12 @@ def test_dropping_an_image_analyses_it(page: Any, server_url: str) -> None:
 
 # The drawn tracks and the last result the page received, read in one go (the page renders a result in the same
 # task it arrives in, so the two always belong together).
-DRAWN_TRACKS = """
-() => ({
+DRAWN_TRACKS = f"""
+() => ({{
   result: window.__stream.last,
-  boxes: [...document.querySelectorAll("#overlay .box")].map((box) => ({ ...box.dataset })),
-  faces: [...document.querySelectorAll("#face-list .face")].map((face) => ({
-    trackId: Number(face.dataset.trackId),
-    emotion: face.dataset.emotion,
-    heading: face.querySelector("h3").textContent,
-    bars: [...face.querySelectorAll(".bar")].map((bar) => ({
-      emotion: bar.dataset.emotion,
-      probability: Number(bar.dataset.probability),
-      fill: bar.querySelector(".fill").getBoundingClientRect().width / bar.getBoundingClientRect().width,
-    })),
-  })),
-})
+  boxes: [...document.querySelectorAll("#overlay .box")].map((box) => ({{ ...box.dataset }})),
+  faces: {FACE_CARDS},
+}})
 """
 
 TRACKED = "() => (window.__stream.last?.faces ?? []).some((face) => face.track_id !== null)"
