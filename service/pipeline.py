@@ -109,13 +109,22 @@ class Pipeline:
             raise BadImage(f"expected an H x W x 3 uint8 BGR array, got {image.dtype} {image.shape}")
         return await self._analyze(image, options)
 
-    async def _analyze(self, source: Source, options: Options) -> Analysis:
+    def admit(self) -> None:
+        """Raise ``Overloaded`` while every image slot is taken.
+
+        The routes call it before they read a body as well as ``analyze`` does after, so a refused client costs
+        its headers only, not an upload and a parse: under overload the 503s then stay cheap for the images
+        being served.
+        """
         if self._in_flight >= self._settings.max_concurrent_images:
             self._metrics.rejected.inc()
             raise Overloaded(
                 f"{self._in_flight} images in progress (max_concurrent_images={self._settings.max_concurrent_images})",
                 self._settings.retry_after_s,
             )
+
+    async def _analyze(self, source: Source, options: Options) -> Analysis:
+        self.admit()
         self._count_in_flight(+1)
         served = self._served  # this request's models from here to the end, whatever a reload does meanwhile
         served.users += 1

@@ -111,6 +111,30 @@ def test_a_timed_out_image_holds_its_slot_until_its_work_ends(live_server: Calla
         assert answer.status_code == 200 and len(answer.json()["faces"]) == 3
 
 
+def test_a_full_service_refuses_before_the_body_is_sent(live_server: Callable[..., Any]) -> None:
+    """With every slot taken, a request gets its 503 from its headers alone: here the body never comes, and before
+    the fix the server waited for it (a refused client paid a whole upload and parse, and so did the server)."""
+    slow = progressive_scan_bomb(6000, 6000, 20)  # ~1.5 s of decoding holds the one slot
+    limits = {"max_concurrent_images": 1, "request_timeout_s": 20.0, "pipeline_threads": 2}
+    with live_server(**limits) as url, httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(http.post, "/predict", files={"file": slow})
+        deadline = time.monotonic() + 10
+        while "deepfer_images_in_flight 1.0" not in http.get("/metrics").text:
+            assert time.monotonic() < deadline and not held.done(), "the slow image never took its slot"
+            time.sleep(0.02)
+        host, port = httpx.URL(url).host, httpx.URL(url).port
+        with socket.create_connection((host, port), timeout=5) as raw:
+            raw.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 200000\r\n\r\n--b\r\n"
+            )
+            head = raw.recv(65536).decode("latin-1")  # the socket's 5 s timeout fails the test if none comes
+        assert head.startswith("HTTP/1.1 503") and "retry-after" in head.lower(), head
+        assert '"overloaded"' in head, head
+        assert held.result().status_code == 200
+        assert http.post("/predict", files={"file": SCENE}).status_code == 200  # and it serves on
+
+
 # 4. A classifier run that raises ONNX Runtime's own exception.
 
 
