@@ -1,6 +1,6 @@
 """Cold start and memory of one replica: seconds from exec to a 200 from /readyz, then RSS and PSS after traffic.
 
-    python -m bench.startup                          # detect_processes 2 (the default) and 0, 3 starts each
+    python -m bench.startup                          # detect_processes 0 (the default: threads) and 2, 3 starts each
     python -m bench.startup --detect-processes 2 --starts 5
 
 A replica is the serving process and its image worker processes. RSS counts a page once per process that maps
@@ -92,7 +92,7 @@ def measure(detect_processes: int, starts: int, images: list[bytes]) -> StartupR
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=Path, default=DEFAULT_SCENES, help="folder of scene images")
-    parser.add_argument("--detect-processes", type=int, nargs="+", default=[2, 0])
+    parser.add_argument("--detect-processes", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--starts", type=int, default=3, help="cold starts per setting")
     parser.add_argument("--requests", type=int, default=40, help="scenes sent before memory is read")
     return parser.parse_args(argv)

@@ -112,9 +112,8 @@ class Pipeline:
     def admit(self) -> None:
         """Raise ``Overloaded`` while every image slot is taken.
 
-        The routes call it before they read a body as well as ``analyze`` does after, so a refused client costs
-        its headers only, not an upload and a parse: under overload the 503s then stay cheap for the images
-        being served.
+        ``http.admission`` calls it before a request is routed or its body read, so a refused client costs its
+        headers only; ``analyze`` calls it again, the check that holds.
         """
         if self._in_flight >= self._settings.max_concurrent_images:
             self._metrics.rejected.inc()

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from deepfer.errors import ModelLoadError
 from deepfer.http import routes
+from deepfer.http.admission import AdmissionMiddleware
 from deepfer.http.demo import install_demo
 from deepfer.http.docs import install_docs
 from deepfer.http.errors import error_response, install_error_handlers
@@ -95,6 +96,13 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     install_demo(app)
     if docs:
         install_docs(app)
+    # Innermost of the three, so a refusal still carries CORS headers, a request id, a log line and its metrics.
+    app.add_middleware(
+        AdmissionMiddleware,
+        pipeline=lambda: app.state.pipeline,
+        paths=frozenset({"/predict", "/predict/batch"}),
+        on_refused=lambda code: metrics.errors.labels(code).inc(),
+    )
     if settings.cors_origins:
         app.add_middleware(
             _EnvelopeCORSMiddleware,

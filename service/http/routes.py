@@ -1,4 +1,4 @@
-"""The HTTP routes, kept thin: admit -> read the input -> ``pipeline.analyze`` -> response model.
+"""The HTTP routes, kept thin: read the input -> ``pipeline.analyze`` -> response model.
 
 Health endpoints are always open; everything else sits behind ``require_api_key`` when ``DEEPFER_API_KEYS`` is
 set. Errors are raised as ``deepfer.errors`` types and answered by ``http.errors``, never built here.
@@ -188,7 +188,6 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
 )
 async def predict(request: Request, options: Annotated[Options, Depends(_options)]) -> PredictResponse:
     settings, pipeline = _settings(request), _pipeline(request)
-    pipeline.admit()
     async with _deadline(settings):
         (upload,) = await read_images(
             request, field_name="file", max_upload_bytes=settings.max_upload_bytes, max_files=1
@@ -217,7 +216,6 @@ async def predict_batch(request: Request, options: Annotated[Options, Depends(_o
             return BatchItem(index=index, filename=filename, error=ErrorBody.of(error))
         return BatchItem(index=index, filename=filename, result=PredictResponse.build(analysis))
 
-    pipeline.admit()
     async with _deadline(settings):
         uploads = await read_images(
             request,

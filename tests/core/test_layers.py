@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     {"deepfer.pipeline"},
     {
         f"deepfer.http.{name}"
-        for name in ("schemas", "errors", "upload", "middleware", "demo", "docs", "routes", "stream")
+        for name in ("schemas", "errors", "upload", "middleware", "admission", "demo", "docs", "routes", "stream")
     },
     {"deepfer.http.app", "deepfer.http.server", "deepfer.logs"},
     {"deepfer.client", "deepfer.drawing"},
