@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deepfer.errors import Overloaded
@@ -20,26 +21,30 @@ from deepfer.pipeline import Pipeline
 
 
 class AdmissionMiddleware:
-    """Answer POSTs to ``paths`` with 503 ``overloaded`` while ``pipeline().admit()`` refuses them."""
+    """Answer POSTs to ``routes`` (by path) with 503 ``overloaded`` while ``pipeline().admit()`` refuses them.
+
+    A refusal is labelled with its route, as routing would have done, so the request metrics count it there.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         pipeline: Callable[[], Pipeline],
-        paths: frozenset[str],
+        routes: dict[str, BaseRoute],
         on_refused: Callable[[str], None],
     ) -> None:
         self.app = app
         self.pipeline = pipeline
-        self.paths = paths
+        self.routes = routes
         self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes:
             try:
                 self.pipeline().admit()
             except Overloaded as refusal:
+                scope["route"] = self.routes[scope["path"]]
                 self.on_refused(refusal.code)
                 answer = error_response(refusal.status, refusal.code, refusal.message, refusal.headers())
                 await answer(scope, receive, send)

@@ -100,7 +100,7 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     app.add_middleware(
         AdmissionMiddleware,
         pipeline=lambda: app.state.pipeline,
-        paths=frozenset({"/predict", "/predict/batch"}),
+        routes={route.path: route for route in routes.router.routes if route.path.startswith("/predict")},
         on_refused=lambda code: metrics.errors.labels(code).inc(),
     )
     if settings.cors_origins:

@@ -131,6 +131,9 @@ def test_a_full_service_refuses_before_the_body_is_sent(live_server: Callable[..
             head = raw.recv(65536).decode("latin-1")  # the socket's 5 s timeout fails the test if none comes
         assert head.startswith("HTTP/1.1 503") and "retry-after" in head.lower(), head
         assert '"overloaded"' in head, head
+        metrics = http.get("/metrics").text
+        assert 'deepfer_requests_total{route="/predict",status="503"} 1.0' in metrics
+        assert 'deepfer_errors_total{code="overloaded"} 1.0' in metrics
         assert held.result().status_code == 200
         assert http.post("/predict", files={"file": SCENE}).status_code == 200  # and it serves on
 
