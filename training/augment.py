@@ -8,7 +8,7 @@ What it does, in the order a camera would: a random 40 px crop of the 48 px face
 all train on crops smaller than the face; an integer crop does not resample), a mirror, and only for half of the
 faces a small rotation and scale (the bilinear resampling that blurred every v3 training face); then exposure
 (gamma, contrast, brightness), defocus blur, sensor noise and random erasing (occlusion by hands, microphones,
-glasses). JPEG compression has no ``keras.ops`` form: ``training.train`` applies it per image in tf.data.
+glasses). JPEG compression has no ``keras.ops`` form: ``training.batches`` applies it per image on the host.
 """
 
 from __future__ import annotations

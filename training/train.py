@@ -13,12 +13,14 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
 from deepfer.contract import LABELS
+from training.batches import FaceBatches
 from training.config import ClassWeighting, TrainConfig
 from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
 
@@ -101,36 +103,12 @@ def load_data(source: Path, config: TrainConfig) -> Splits:
     return Splits(full.subset(keep), full.subset(held), test, sha256_of(source))
 
 
-def make_dataset(faces: FaceSet, config: TrainConfig, training: bool = False) -> Any:
-    """FaceSet -> batched tf.data pipeline of (float32 N x 48 x 48 x 1 in 0..255, one-hot labels).
-
-    Only JPEG re-compression happens here (it has no ``keras.ops`` form); every other augmentation is the
-    network's own first layer (training.augment).
-    """
+def backend_versions() -> dict[str, str]:
+    """Keras, its backend (TensorFlow here, JAX on the GPU path) and numpy, as the run record keeps them."""
     import keras
-    import tensorflow as tf
 
-    x = faces.faces[..., np.newaxis]
-    y = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if training:
-        ds = ds.shuffle(len(faces), seed=config.seed, reshuffle_each_iteration=True)
-        if config.jpeg_p > 0:
-            ds = ds.map(lambda a, b: (recompress(a, config.jpeg_p), b), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def recompress(face: Any, p: float) -> Any:
-    """With probability ``p``, the 48x48x1 uint8 face encoded and decoded as JPEG at quality 15-60."""
-    import tensorflow as tf
-
-    quality = tf.random.uniform((), 15, 61, dtype=tf.int32)
-    return tf.cond(
-        tf.random.uniform(()) < p,
-        lambda: tf.reshape(tf.image.adjust_jpeg_quality(face, quality), tf.shape(face)),
-        lambda: face,
-    )
+    backend = keras.backend.backend()
+    return {"keras": keras.__version__, "backend": backend, backend: version(backend), "numpy": np.__version__}
 
 
 def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
@@ -181,12 +159,11 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
             keras.callbacks.ModelCheckpoint(str(out / "epochs" / "{epoch:03d}.weights.h5"), save_weights_only=True)
         )
     model.fit(
-        make_dataset(splits.train, config, training=True),
-        validation_data=make_dataset(splits.val, config),
+        FaceBatches(splits.train, config, training=True),
+        validation_data=FaceBatches(splits.val, config),
         epochs=config.epochs,
         callbacks=callbacks,
         class_weight=class_weights(splits.train, config.class_weighting),
-        shuffle=False,  # the tf.data pipeline shuffles
         verbose=1 if sys.stdout.isatty() else 2,
     )
 
@@ -209,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import tensorflow as tf
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "val": splits.val.class_counts(),
             "test": splits.test.class_counts() if splits.test else {},
         },
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "versions": backend_versions(),
     }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     config.save(out / "config.json")

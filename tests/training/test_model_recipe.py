@@ -77,6 +77,42 @@ def test_training_output_stays_in_the_contracts_range(augment: type) -> None:
     assert not np.array_equal(out, batch()[:, 4:44, 4:44])
 
 
+def batches_of(faces: np.ndarray, *, training: bool, jpeg_p: float) -> object:
+    from training.batches import FaceBatches
+    from training.config import TrainConfig
+    from training.data import FaceSet
+
+    labels = np.arange(len(faces), dtype=np.int64) % 7
+    return FaceBatches(FaceSet(faces, labels), TrainConfig(batch_size=8, jpeg_p=jpeg_p), training=training)
+
+
+def test_training_batches_are_shuffled_per_epoch_and_keep_each_face_with_its_label(augment: type) -> None:
+    faces = committed_faces()
+    batches = batches_of(faces, training=True, jpeg_p=0.0)
+    epochs = []
+    for _ in range(2):
+        x, y = (np.concatenate(part) for part in zip(*(batches[i] for i in range(len(batches))), strict=True))
+        assert x.dtype == np.float32 and x.shape == (len(faces), 48, 48, 1)
+        originals = {face.tobytes(): i % 7 for i, face in enumerate(faces)}
+        assert [originals[face[..., 0].astype(np.uint8).tobytes()] for face in x] == list(y.argmax(axis=1))
+        epochs.append(x)
+        batches.on_epoch_end()
+    assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
+    again = batches_of(faces, training=True, jpeg_p=0.0)
+    np.testing.assert_array_equal(np.concatenate([again[i][0] for i in range(len(again))]), epochs[0])  # seeded
+
+
+def test_jpeg_recompression_touches_its_share_of_training_faces_only(augment: type) -> None:
+    faces = np.concatenate([committed_faces()] * 8)
+    train = batches_of(faces, training=True, jpeg_p=0.25)
+    x = np.concatenate([train[i][0] for i in range(len(train))])[..., 0]
+    untouched = {face.tobytes() for face in faces}
+    share = np.mean([face.astype(np.uint8).tobytes() not in untouched for face in x])
+    assert 0.1 < share < 0.4, share
+    validation = batches_of(faces, training=False, jpeg_p=0.25)
+    np.testing.assert_array_equal(np.concatenate([validation[i][0] for i in range(len(validation))])[..., 0], faces)
+
+
 @pytest.mark.parametrize("name", sorted(CONDITIONS))
 def test_each_condition_degrades_the_faces_reproducibly(name: str) -> None:
     faces = committed_faces()
