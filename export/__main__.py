@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from export.faces import ExportError, record_faces
+from export.faces import ExportError, local_data, record_faces
 from export.files import save_keras_copy, write_model
 from export.metadata import build_metadata, run_record
 
@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="JSON of metrics to embed (default: the run's own metrics from run.json)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the run's data on this machine, for a run trained elsewhere (the GPU path); default: run.json's",
     )
     return parser.parse_args(argv)
 
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     proto.producer_name = "deepfer-export"
     onnx_bytes = proto.SerializeToString()
 
-    faces = record_faces(record, "test", per_class=10)
+    data = local_data(args.model, args.data)
+    faces = record_faces(record, "test", per_class=10, data=data)
     float32_answers = onnx_answers(onnx_bytes, faces)
     difference = parity(float32_answers, classify, faces)
     if difference > PARITY_TOLERANCE:
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.int8:
         from export.quantize import quantize_int8
 
-        int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60)).SerializeToString()
+        int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60, data=data)).SerializeToString()
         int8_picks = onnx_answers(int8_bytes, faces).argmax(axis=1)
         agreement = float(np.mean(int8_picks == float32_answers.argmax(axis=1)))
         write_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,32 @@ class ExportError(Exception):
     """The export cannot go on (missing data, a failed check); ``python -m export`` reports it in one line."""
 
 
-def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarray:
+def local_data(model: Path, data: Path | None) -> Path | None:
+    """``--data`` checked against the ``data.json`` a GPU run brought back (the SHA-256 of the zip its train/
+    split was carried from), so a run is never exported against other faces than it was trained on."""
+    if data is None:
+        return None
+    carried = model.resolve().parent / "data.json"
+    if carried.is_file():
+        from training.data import sha256_of
+
+        expected = json.loads(carried.read_text())["source_sha256"]
+        if sha256_of(data) != expected:
+            raise ExportError(f"--data {data} is not the data this run was carried from (sha256 {expected[:12]})")
+    return data
+
+
+def record_faces(record: dict[str, Any], split: str, per_class: int, data: Path | None = None) -> np.ndarray:
     """Real faces from the run's own data as N x 48 x 48 x 1 float32: ``test`` for the parity check,
     ``train`` (never ``test``) for int8 calibration.
 
-    Falls back to uniform noise over 0..255 only for a parity check of a model whose training data is not
-    reachable (a file made elsewhere), so the contract's value range is still exercised.
+    ``data`` (``--data``) stands in for the recorded path. Falls back to uniform noise over 0..255 only for a
+    parity check of a model whose training data is not reachable (a file made elsewhere), so the contract's value
+    range is still exercised.
     """
     recorded = record.get("data", {}).get("path")
-    data = Path(recorded) if recorded else None
+    if data is None and recorded:
+        data = Path(recorded)
     if data is not None and data.exists():
         from training.data import load_split
 

@@ -130,7 +130,8 @@ def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) 
     assert (trained / "history.csv").read_text().startswith("epoch,")
 
 
-def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
+def assert_onnx_answers_as_keras(keras_model: Path, onnx_model: Path) -> None:
+    """The exported graph gives the Keras model's probabilities on the committed real faces."""
     from export.convert import float32_copy
     from export.smoothing import SMOOTHING_SIGMA, smooth
     from training.model import load_network
@@ -138,13 +139,78 @@ def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -
     faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
     # The graph smooths each face as OpenCV does (reflected borders), then averages it with its mirror image.
     smoothed = smooth(faces, SMOOTHING_SIGMA)
-    model = float32_copy(load_network(trained / "best.keras"))
+    model = float32_copy(load_network(keras_model))
     expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
-    session = ort.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: faces})[0]
     assert got.shape == (len(faces), len(LABELS))
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
+    assert_onnx_answers_as_keras(trained / "best.keras", exported)
+
+
+# The lent GPU machine has JAX and no TensorFlow: every Python the script starts gets this, so here too importing
+# TensorFlow (or tf2onnx) fails as it would there.
+WITHOUT_TENSORFLOW = """
+import sys
+
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("tensorflow", "tf2onnx"):
+            raise ModuleNotFoundError(f"No module named {name!r} (as on the GPU machine)")
+        return None
+
+sys.meta_path.insert(0, Absent())
+"""
+
+
+def test_the_gpu_path_trains_under_jax_without_tensorflow_then_exports_on_the_cpu(tmp_path: Path) -> None:
+    """README's GPU path at tiny scale on the CPU: ``training.carry``, then ``training/device_train.sh`` (JAX,
+    TensorFlow unimportable), then the returned .keras exported here by TensorFlow, answering as Keras does.
+    On a zip of made faces: carrying the whole FER2013 train split would spend a minute on xz alone."""
+    pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[test]')")
+    faces = make_faces(tmp_path / "faces", variants=4)
+    dataset = tmp_path / "faces.zip"
+    with zipfile.ZipFile(dataset, "w") as archive:
+        for path in sorted(faces.rglob("*.*")):
+            archive.write(path, path.relative_to(faces).as_posix())
+    carry, out, blocker = tmp_path / "carry", tmp_path / "out", tmp_path / "blocker"
+    run_module("training.carry", "--data", dataset, "--out", carry, "--no-wheels")
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(WITHOUT_TENSORFLOW)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "CARRY": str(carry),
+        "OUT": str(out),
+        "TMPDIR": str(tmp_path),
+        "PYTHONPATH": str(blocker),
+        "JAX_PLATFORMS": "cpu",
+    }
+    tiny = ["--epochs", "2", "--batch-size", "32", "--widths", "8", "16", "32", "64"]
+    result = subprocess.run(
+        ["bash", "training/device_train.sh", *tiny],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    run = out / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert record["versions"]["backend"] == "jax" and "tensorflow" not in record["versions"]
+    assert json.loads((run / "data.json").read_text())["source_sha256"] == sha256_of(dataset)
+    assert {path.name for path in run.iterdir()} >= {"best.keras", "averaged.keras", "history.csv", "average.json"}
+    assert not (run / "epochs").exists() and not (run / "backup").exists()  # what comes back stays small
+    onnx_path = tmp_path / "emotion.onnx"
+    export = ("export", "--model", run / "averaged.keras", "--out", onnx_path, "--version", "jax-smoke")
+    run_module(*export, "--data", dataset, "--int8", tmp_path / "emotion-int8.onnx")
+    assert_onnx_answers_as_keras(run / "averaged.keras", onnx_path)
 
 
 def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) -> None:
@@ -374,3 +440,13 @@ def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path,
         check=False,
     )
     assert refused.returncode != 0 and "scored another graph" in refused.stderr
+
+
+def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, dataset: Path) -> None:
+    from export.faces import ExportError, local_data
+
+    (tmp_path / "data.json").write_text(json.dumps({"source_sha256": "0" * 64}))
+    with pytest.raises(ExportError, match="not the data this run was carried from"):
+        local_data(tmp_path / "averaged.keras", dataset)
+    (tmp_path / "data.json").write_text(json.dumps({"source_sha256": sha256_of(dataset)}))
+    assert local_data(tmp_path / "averaged.keras", dataset) == dataset
