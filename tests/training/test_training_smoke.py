@@ -28,20 +28,17 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED_FACES = REPO / "tests" / "data" / "faces"
 
 
-def run_module(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ...`` from the repository root, failing the test with its output on error."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+def run_command(command: list[str], env: dict[str, str] | None = None, timeout: int = 300) -> None:
+    """Run ``command`` from the repository root, failing the test with its output on error."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{command}: exit {result.returncode}\n{output}"
+
+
+def run_module(*args: str | Path) -> None:
+    """``python -m ...`` as the README runs it."""
+    run_command([sys.executable, "-m", *map(str, args)])
 
 
 def make_faces(root: Path, variants: int) -> Path:
@@ -65,9 +62,9 @@ def make_faces(root: Path, variants: int) -> Path:
     return root
 
 
-def evaluate(model: Path, data: Path, out: Path, *options: str | Path) -> subprocess.CompletedProcess[str]:
+def evaluate(model: Path, data: Path, out: Path, *options: str | Path) -> None:
     """``python -m training.evaluate`` as the README runs it."""
-    return run_module("training.evaluate", "--model", model, "--data", data, "--out", out, *options)
+    run_module("training.evaluate", "--model", model, "--data", data, "--out", out, *options)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +179,6 @@ def test_the_gpu_path_trains_under_jax_without_tensorflow_then_exports_on_the_cp
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(WITHOUT_TENSORFLOW)
     env = {
-        **os.environ,
         "PYTHON": sys.executable,
         "CARRY": str(carry),
         "OUT": str(out),
@@ -191,16 +187,7 @@ def test_the_gpu_path_trains_under_jax_without_tensorflow_then_exports_on_the_cp
         "JAX_PLATFORMS": "cpu",
     }
     tiny = ["--epochs", "2", "--batch-size", "32", "--widths", "8", "16", "32", "64"]
-    result = subprocess.run(
-        ["bash", "training/device_train.sh", *tiny],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    run_command(["bash", "training/device_train.sh", *tiny], env=env, timeout=600)
     run = out / "run"
     record = json.loads((run / "run.json").read_text())
     assert record["versions"]["backend"] == "jax" and "tensorflow" not in record["versions"]
