@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from export.faces import ExportError, local_data, record_faces
+from export.faces import ExportError, on_local_data, record_faces
 from export.files import save_keras_copy, write_model
 from export.metadata import build_metadata, run_record
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     classify = served_function(model, smoothing_sigma=sigma, test_time_augmentation=tta, temperature=temperature)
     proto = to_onnx(classify)
     record = run_record(args.model)
+    if args.data is not None:
+        record = on_local_data(record, args.model, args.data)
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     version = args.version or args.model.resolve().parent.name
     metadata = build_metadata(
@@ -111,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     proto.producer_name = "deepfer-export"
     onnx_bytes = proto.SerializeToString()
 
-    data = local_data(args.model, args.data)
-    faces = record_faces(record, "test", per_class=10, data=data)
+    faces = record_faces(record, "test", per_class=10)
     float32_answers = onnx_answers(onnx_bytes, faces)
     difference = parity(float32_answers, classify, faces)
     if difference > PARITY_TOLERANCE:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.int8:
         from export.quantize import quantize_int8
 
-        int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60, data=data)).SerializeToString()
+        int8_bytes = quantize_int8(proto, record_faces(record, "train", per_class=60)).SerializeToString()
         int8_picks = onnx_answers(int8_bytes, faces).argmax(axis=1)
         agreement = float(np.mean(int8_picks == float32_answers.argmax(axis=1)))
         write_model(

@@ -13,32 +13,37 @@ class ExportError(Exception):
     """The export cannot go on (missing data, a failed check); ``python -m export`` reports it in one line."""
 
 
-def local_data(model: Path, data: Path | None) -> Path | None:
-    """``--data`` checked against the ``data.json`` a GPU run brought back (the SHA-256 of the zip its train/
-    split was carried from), so a run is never exported against other faces than it was trained on."""
-    if data is None:
-        return None
+def on_local_data(record: dict[str, Any], model: Path, data: Path) -> dict[str, Any]:
+    """The run record with ``--data`` as its data, for a run trained elsewhere (the GPU path).
+
+    Checked first against the ``data.json`` such a run brings back (the SHA-256 of the zip its train/ split was
+    carried from, byte for byte), so a run is never exported against other faces than it was trained on. The
+    exported metadata then names the local zip and its SHA-256, which is what evaluation and calibration on
+    this machine rebuild the validation split from; the path and hash the run saw are kept beside them.
+    """
+    from training.data import sha256_of
+
     carried = model.resolve().parent / "data.json"
-    if carried.is_file():
-        from training.data import sha256_of
+    if not carried.is_file():
+        raise ExportError(f"--data is for a run trained elsewhere, and {carried} (its carried data) is missing")
+    expected = json.loads(carried.read_text())["source_sha256"]
+    if sha256_of(data) != expected:
+        raise ExportError(f"--data {data} is not the data this run was carried from (sha256 {expected[:12]})")
+    seen = record.get("data", {})
+    trained_on = {"path": seen.get("path"), "sha256": seen.get("sha256")}
+    local = {"path": str(data), "sha256": expected, "trained_on": trained_on}
+    return {**record, "data": {**seen, **local}}
 
-        expected = json.loads(carried.read_text())["source_sha256"]
-        if sha256_of(data) != expected:
-            raise ExportError(f"--data {data} is not the data this run was carried from (sha256 {expected[:12]})")
-    return data
 
-
-def record_faces(record: dict[str, Any], split: str, per_class: int, data: Path | None = None) -> np.ndarray:
+def record_faces(record: dict[str, Any], split: str, per_class: int) -> np.ndarray:
     """Real faces from the run's own data as N x 48 x 48 x 1 float32: ``test`` for the parity check,
     ``train`` (never ``test``) for int8 calibration.
 
-    ``data`` (``--data``) stands in for the recorded path. Falls back to uniform noise over 0..255 only for a
-    parity check of a model whose training data is not reachable (a file made elsewhere), so the contract's value
-    range is still exercised.
+    Falls back to uniform noise over 0..255 only for a parity check of a model whose training data is not
+    reachable (a file made elsewhere), so the contract's value range is still exercised.
     """
     recorded = record.get("data", {}).get("path")
-    if data is None and recorded:
-        data = Path(recorded)
+    data = Path(recorded) if recorded else None
     if data is not None and data.exists():
         from training.data import load_split
 

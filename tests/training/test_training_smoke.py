@@ -198,6 +198,9 @@ def test_the_gpu_path_trains_under_jax_without_tensorflow_then_exports_on_the_cp
     export = ("export", "--model", run / "averaged.keras", "--out", onnx_path, "--version", "jax-smoke")
     run_module(*export, "--data", dataset, "--int8", tmp_path / "emotion-int8.onnx")
     assert_onnx_answers_as_keras(run / "averaged.keras", onnx_path)
+    # The file names the local zip, so the validation split is rebuilt here from the faces it held out there.
+    evaluate(onnx_path, dataset, tmp_path / "report", "--split", "validation")
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["count"] > 0
 
 
 def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) -> None:
@@ -430,10 +433,15 @@ def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path,
 
 
 def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, dataset: Path) -> None:
-    from export.faces import ExportError, local_data
+    from export.faces import ExportError, on_local_data
 
+    record = {"data": {"path": "/tmp/deepfer-data", "sha256": "f" * 64}}
+    with pytest.raises(ExportError, match=r"data\.json"):
+        on_local_data(record, tmp_path / "averaged.keras", dataset)
     (tmp_path / "data.json").write_text(json.dumps({"source_sha256": "0" * 64}))
     with pytest.raises(ExportError, match="not the data this run was carried from"):
-        local_data(tmp_path / "averaged.keras", dataset)
+        on_local_data(record, tmp_path / "averaged.keras", dataset)
     (tmp_path / "data.json").write_text(json.dumps({"source_sha256": sha256_of(dataset)}))
-    assert local_data(tmp_path / "averaged.keras", dataset) == dataset
+    local = on_local_data(record, tmp_path / "averaged.keras", dataset)["data"]
+    assert local["path"] == str(dataset) and local["sha256"] == sha256_of(dataset)
+    assert local["trained_on"] == record["data"]
