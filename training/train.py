@@ -21,7 +21,7 @@ import numpy as np
 
 from deepfer.contract import LABELS
 from training.batches import FaceBatches
-from training.config import ClassWeighting, TrainConfig
+from training.config import ClassWeighting, Schedule, TrainConfig
 from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
 
 HELP = {
@@ -36,6 +36,7 @@ HELP = {
     "keep_epochs": "keep each epoch's weights in the run folder (weight averaging)",
 }
 FLAG_NAMES = {"learning_rate": "--lr"}
+CHOICES = {"class_weighting": list(get_args(ClassWeighting)), "schedule": list(get_args(Schedule))}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -55,8 +56,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
             options["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
             options.update(type=type(default[0]), nargs=len(default))
-        elif item.name == "class_weighting":
-            options["choices"] = list(get_args(ClassWeighting))
+        elif item.name in CHOICES:
+            options["choices"] = CHOICES[item.name]
         else:
             options["type"] = {int: int, float: float}.get(type(default), str)
             if item.name == "limit_per_class":
@@ -111,6 +112,28 @@ def backend_versions() -> dict[str, str]:
     return {"keras": keras.__version__, "backend": backend, backend: version(backend), "numpy": np.__version__}
 
 
+def one_cycle(peak: float, warmup_steps: int, total_steps: int) -> Any:
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``.
+
+    Piecewise-linear in the step, so a resumed run (BackupAndRestore restores the optimizer's iteration count)
+    lands on the same rate it would have had without the interruption.
+    """
+    import keras
+    from keras import ops
+
+    class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step: Any) -> Any:
+            step = ops.cast(step, "float32")
+            rise = step / max(warmup_steps, 1)
+            fall = (total_steps - step) / max(total_steps - warmup_steps, 1)
+            return peak * ops.clip(ops.minimum(rise, fall), 0.0, 1.0)
+
+        def get_config(self) -> dict[str, Any]:
+            return {"peak": peak, "warmup_steps": warmup_steps, "total_steps": total_steps}
+
+    return OneCycle()
+
+
 def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
     """A new network (optionally warm-started), or the ``--init`` one with early stages frozen, compiled."""
     import keras
@@ -126,13 +149,17 @@ def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
             copied = warm_start(model, config.warm_start)
             print(f"warm start from {config.warm_start}: {len(copied)} layers copied ({', '.join(copied)})")
     warmup_steps = min(config.warmup_epochs, max(config.epochs - 1, 0)) * steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.learning_rate / 10 if warmup_steps else config.learning_rate,
-        decay_steps=max(config.epochs * steps_per_epoch - warmup_steps, 1),
-        warmup_target=config.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-        alpha=0.01,
-    )
+    total_steps = max(config.epochs * steps_per_epoch, 1)
+    if config.schedule == "one_cycle":
+        schedule: Any = one_cycle(config.learning_rate, warmup_steps, total_steps)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10 if warmup_steps else config.learning_rate,
+            decay_steps=max(total_steps - warmup_steps, 1),
+            warmup_target=config.learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+            alpha=0.01,
+        )
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
