@@ -13,7 +13,11 @@ Schedule = Literal["one_cycle", "cosine"]
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # Initial weights, batch order and augmentation. Ensemble members differ in it ...
     seed: int = 1337
+    # ... but share the validation split (held out of train/ by ``split_seed``): faces one member trained on
+    # would otherwise sit in another's validation, and the average would be chosen and calibrated on them.
+    split_seed: int = 1337
     epochs: int = 60
     batch_size: int = 128
     # SGD with Nesterov momentum: the optimiser behind the strongest published single FER2013 networks (+1.2
@@ -58,4 +62,5 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         values = json.loads(path.read_text())
         values.setdefault("schedule", "cosine")  # runs recorded before the schedule was a choice
+        values.setdefault("split_seed", values["seed"])  # before, one seed chose the split too
         return cls(**{**values, "widths": tuple(values["widths"])})

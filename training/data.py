@@ -133,8 +133,9 @@ def validation_faces(
         )
     training_limit = config.get("limit_per_class")
     full = load_split(data, "train", training_limit)
-    _, held = stratified_split(full.labels, config["val_fraction"], config["seed"])
-    chosen_by = {"seed": config["seed"], "val_fraction": config["val_fraction"], "training_limit": training_limit}
+    split_seed = config.get("split_seed", config["seed"])  # older records: one seed chose the split too
+    _, held = stratified_split(full.labels, config["val_fraction"], split_seed)
+    chosen_by = {"seed": split_seed, "val_fraction": config["val_fraction"], "training_limit": training_limit}
     return full.subset(held), chosen_by
 
 

@@ -99,7 +99,7 @@ class Splits:
 def load_data(source: Path, config: TrainConfig) -> Splits:
     """Stratified train/validation split of ``train/``; ``test/`` is only ever scored, never selected on."""
     full = load_split(source, "train", config.limit_per_class)
-    keep, held = stratified_split(full.labels, config.val_fraction, config.seed)
+    keep, held = stratified_split(full.labels, config.val_fraction, config.split_seed)
     test = load_split(source, "test", config.limit_per_class) if has_split(source, "test") else None
     return Splits(full.subset(keep), full.subset(held), test, sha256_of(source))
 
