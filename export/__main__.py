@@ -16,6 +16,7 @@ import numpy as np
 from export.faces import ExportError, on_local_data, record_faces
 from export.files import save_keras_copy, write_model
 from export.metadata import build_metadata, run_record
+from export.verify import onnx_answers
 
 PARITY_TOLERANCE = 1e-4
 
@@ -58,18 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the run's data on this machine, for a run trained elsewhere (the GPU path); default: run.json's",
     )
     return parser.parse_args(argv)
-
-
-def onnx_answers(onnx_bytes: bytes, faces: np.ndarray) -> np.ndarray:
-    """Load the bytes in a fresh InferenceSession, as any consumer would, check the contract, and classify."""
-    import onnxruntime as ort
-
-    from deepfer.contract import check_contract
-
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    check_contract(session)
-    answers: np.ndarray = session.run(None, {session.get_inputs()[0].name: faces})[0]
-    return answers
 
 
 def parity(answers: np.ndarray, classify: Any, faces: np.ndarray) -> float:

@@ -37,6 +37,7 @@ class MetadataKey:
     CROP: Final[str] = "test_time_crop"  # the part of the 48 px face the network sees, e.g. "centre_40"
     TEMPERATURE: Final[str] = "temperature"  # calibration temperature applied in the graph ("1" = none)
     EPOCHS: Final[str] = "epochs_trained"  # epochs behind these weights, warm-started ancestors included
+    MEMBERS: Final[str] = "ensemble_members"  # JSON list: each averaged network's version, recipe, epochs, scores
 
 
 class ModelContractError(Exception):
