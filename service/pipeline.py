@@ -8,11 +8,12 @@ worker processes with ``detect_processes``; OpenCV and ONNX Runtime release the 
 core); classification goes through the ``DynamicBatcher``
 here, so faces from concurrent requests share one ONNX run.
 
-``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked and
-warmed up beside the served ones, with a locator and a batcher of their own; one attribute assignment then sends
-every new request to them. A request holds the models it started with until it ends, so in-flight requests finish on
-the old models (and say so in their answer), and the old batcher stops once its last request has left. A file
-that fails to load raises ``ModelLoadError`` and the old models keep serving.
+``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked, proved on
+a canary batch (``EmotionClassifier``) and warmed up beside the served ones, with a locator and a batcher of their
+own; one attribute assignment then sends every new request to them. A request holds the models it started with until
+it ends, so in-flight requests finish on the old models (and say so in their answer), and the old batcher stops once
+its last request has left. A file that fails to load or fails the canary raises ``ModelLoadError`` and the old
+models keep serving.
 """
 
 from __future__ import annotations

@@ -205,15 +205,36 @@ def test_a_full_face_queue_answers_503_with_retry_after_then_recovers(live_serve
 
 
 def tiny_classifier(
-    path: Path, *, side: int = 48, labels: tuple[str, ...] | None = LABELS, softmax: bool = True
+    path: Path,
+    *,
+    side: int = 48,
+    labels: tuple[str, ...] | None = LABELS,
+    softmax: bool = True,
+    diverged: bool = False,
+    standardised: bool = False,
 ) -> Path:
     """A 2304 -> 7 linear model in the contract's layout, with one clause breakable per argument.
 
+    ``diverged``: NaN weights, as a training run that diverged exports them (every output NaN). ``standardised``:
+    each face scaled to zero mean and unit spread first, so a blank face divides 0 by 0 (NaN for it alone).
     IR version 8 / opset 13 so any onnxruntime this project supports can open it.
     """
     weights = np.random.default_rng(0).normal(0.0, 0.01, (side * side, len(LABELS))).astype(np.float32)
-    nodes = [
-        helper.make_node("Flatten", ["face"], ["flat"], axis=1),
+    if diverged:
+        weights[:] = np.nan
+    nodes = []
+    if standardised:
+        axes = [1, 2, 3]
+        nodes += [
+            helper.make_node("ReduceMean", ["face"], ["mean"], axes=axes),
+            helper.make_node("Sub", ["face", "mean"], ["centred"]),
+            helper.make_node("Mul", ["centred", "centred"], ["squared"]),
+            helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes),
+            helper.make_node("Sqrt", ["variance"], ["spread"]),
+            helper.make_node("Div", ["centred", "spread"], ["scaled"]),
+        ]
+    nodes += [
+        helper.make_node("Flatten", ["scaled" if standardised else "face"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "weights"], ["logits" if softmax else "probabilities"]),
     ]
     if softmax:
@@ -252,6 +273,12 @@ BROKEN_MODELS: dict[str, tuple[str, Callable[[Path], Path], str]] = {
     "no labels metadata": ("classifier_path", lambda p: tiny_classifier(p, labels=None), "'labels' missing"),
     "labels reordered": ("classifier_path", lambda p: tiny_classifier(p, labels=LABELS[::-1]), "differ from"),
     "no softmax": ("classifier_path", lambda p: tiny_classifier(p, softmax=False), "not softmax probabilities"),
+    "NaN weights": ("classifier_path", lambda p: tiny_classifier(p, diverged=True), "NaN or infinity"),
+    "NaN on a blank face": (
+        "classifier_path",
+        lambda p: tiny_classifier(p, standardised=True),
+        "NaN or infinity for the canary faces black, grey, white",
+    ),
     "missing detector": ("detector_path", lambda p: p, "model file not found"),
     "classifier as detector": ("detector_path", tiny_classifier, "is not a YuNet detector"),
 }

@@ -22,6 +22,7 @@ import pytest
 
 from deepfer.settings import MODELS_DIR
 from tests.deploy.helpers import running_replicas, wait_until
+from tests.http.test_faults import tiny_classifier
 from tests.imaging import DATA
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()
@@ -119,6 +120,40 @@ def test_reload_under_load_swaps_without_a_failed_request(live_server: Callable[
         assert 'deepfer_model_reloads_total{outcome="ok"} 1.0' in metrics
         assert 'deepfer_model_reloads_total{outcome="rejected"} 1.0' in metrics
         assert httpx.post(f"{url}/predict", files={"file": SCENE}).json()["model"]["version"] == NEW_VERSION
+
+
+# A model that loads and meets every shape of the contract, yet answers NaN: for every face, or for blank ones only.
+NAN_MODELS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "NaN weights": (lambda p: tiny_classifier(p, diverged=True), "black, grey, white, noise, gradient"),
+    "NaN on a blank face": (lambda p: tiny_classifier(p, standardised=True), "black, grey, white"),
+}
+
+
+def test_a_reload_to_a_model_that_outputs_nan_is_refused_and_the_old_model_serves_on(
+    live_server: Callable[..., Any], model_copy: Path, tmp_path: Path
+) -> None:
+    with (
+        live_server(classifier_path=model_copy, admin_token=TOKEN) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        before = http.post("/predict", files={"file": SCENE}).json()
+        for case, (make, canary_faces) in NAN_MODELS.items():
+            make(tmp_path / "staged.onnx").replace(model_copy)  # moved in whole, as a deployment swaps a file
+            answer = http.post("/admin/reload", headers=ADMIN)
+            assert answer.status_code == 422, (case, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "model_rejected", case
+            assert str(model_copy) in error["message"], error
+            assert f"outputs NaN or infinity for the canary faces {canary_faces}" in error["message"], error
+            assert "still serving the previous model" in error["message"], error
+
+            after = http.post("/predict", files={"file": SCENE}).json()
+            assert after["model"] == before["model"], case
+            assert [face["emotion"] for face in after["faces"]] == [face["emotion"] for face in before["faces"]]
+            for new, old in zip(after["faces"], before["faces"], strict=True):
+                assert new["probabilities"] == pytest.approx(old["probabilities"], abs=1e-6), case
+        assert http.get("/model").json()["sha256"] == before["model"]["sha256"]
+        assert 'deepfer_model_reloads_total{outcome="rejected"} 2.0' in http.get("/metrics").text
 
 
 def test_admin_route_needs_the_admin_token(live_server: Callable[..., Any]) -> None:
