@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -163,6 +164,48 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     assert drained, "no request was in flight at SIGTERM, so the test proved nothing; raise the load"
     assert server.returncode == 0, server.returncode  # drained: a clean exit, not "killed by SIGTERM"
     assert exited_after_s < GRACEFUL_SHUTDOWN_S, f"took {exited_after_s:.1f} s to drain and exit"
+
+
+def predict_request_bytes(port: int) -> bytes:
+    """POST /predict with the scene, as raw HTTP/1.1 bytes (httpx builds the multipart body)."""
+    request = httpx.Request("POST", f"http://127.0.0.1:{port}/predict", files={"file": SCENE})
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+    return f"POST /predict HTTP/1.1\r\n{head}\r\n".encode() + request.read()
+
+
+def test_a_connection_made_before_the_drain_gets_its_request_answered(tmp_path: Path) -> None:
+    """The race behind a request lost at SIGTERM, made deterministic: a client connects, the drain begins (the
+    listener closes), then its request arrives, as it does when it was still on the network or unread in the
+    socket of a busy server. uvicorn alone closes such a connection as idle, resetting the client; it must be
+    answered, with ``connection: close``, before the process exits 0."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with deepfer_serve(port, {"DEEPFER_ACCESS_LOG": "false"}, tmp_path / "serve.log") as server:
+        wait_ready(url, server)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as early:
+            time.sleep(0.3)  # accepted by the server's loop
+            server.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while True:  # the drain has begun once the listener refuses new connections
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    break
+                assert time.monotonic() < deadline, "the listener never closed after SIGTERM"
+                time.sleep(0.02)
+            answer = b""
+            try:
+                early.sendall(predict_request_bytes(port))
+                while data := early.recv(65536):
+                    answer += data
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        server.wait(timeout=30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), f"the request sent after the drain began got {answer[:100]!r}"
+    assert b"connection: close" in head.lower()
+    assert len(json.loads(body)["faces"]) == SCENE_FACES
+    assert server.returncode == 0
 
 
 # A queue of four faces holds one three-face scene: a second concurrent one finds the queue full.
