@@ -86,6 +86,10 @@ class DynamicBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+            # The cancelled task keeps its CancelledError, whose traceback holds the worker's frames and so this
+            # batcher, its classifier and the ONNX session: a cycle that only the garbage collector's rare full pass
+            # would free, so retired models stayed resident for dozens of reloads (figures: pipeline's memory trim).
+            self._worker = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -94,7 +98,7 @@ class DynamicBatcher:
         if len(faces) == 0:
             return self._run(faces)  # nothing to batch; the classifier answers 0 x 7 without inference
         if self._worker is None:
-            raise RuntimeError("DynamicBatcher.start() was not awaited")
+            raise RuntimeError("DynamicBatcher is not running: start() was not awaited, or stop() was")
         if self.failure is not None:
             raise RuntimeError(self.failure)
         if self._queued_faces + len(faces) > self._queue_size:

@@ -37,7 +37,7 @@ class ModelRecord:
 
 
 class EmotionClassifier:
-    """One session over ``emotion.onnx``; checked against ``deepfer.contract`` and a probe batch at load."""
+    """One session over ``emotion.onnx``; checked against ``deepfer.contract`` and a canary batch at load."""
 
     def __init__(self, path: Path, *, provider: Provider = "cpu", intra_op_threads: int = 1) -> None:
         self._session = open_session(path, provider=provider, intra_op_threads=intra_op_threads)
@@ -48,7 +48,7 @@ class EmotionClassifier:
         self._input_name = self._session.get_inputs()[0].name
         self._output_name = self._session.get_outputs()[0].name
         self.model = _read_record(path, self._session.get_modelmeta().custom_metadata_map, self._input_name)
-        self._check_outputs_are_probabilities(path)
+        self._prove_on_canary(path)
 
     def run(self, faces: NDArray[np.float32]) -> NDArray[np.float32]:
         """N x 48 x 48 x 1 float32 raw 0..255 -> N x 7 float32 probabilities in ``LABELS`` order."""
@@ -63,16 +63,40 @@ class EmotionClassifier:
         parts = [self.run(faces[start : start + batch_size]) for start in range(0, len(faces), batch_size)]
         return np.concatenate(parts) if parts else self.run(faces)
 
-    def _check_outputs_are_probabilities(self, path: Path) -> None:
-        """The contract's shapes say nothing about values; a graph exported without its softmax would pass them."""
-        probe = np.random.default_rng(0).uniform(0, 255, (2, *INPUT_SHAPE)).astype(np.float32)
-        output = self.run(probe)
+    def _prove_on_canary(self, path: Path) -> None:
+        """The contract's shapes say nothing about values: a graph exported without its softmax passes them, and so
+        does one whose weights diverged to NaN (every answer null, every label "angry"). A load, at startup or in
+        a reload, runs the canary faces and refuses the file unless each gets finite probabilities summing to 1."""
+        names, faces = zip(*_canary_faces().items(), strict=True)
+        output = self.run(np.stack(faces))
+        if output.shape != (len(faces), len(LABELS)):
+            raise ModelLoadError(f"{path} breaks the emotion-model contract: canary output has shape {output.shape}")
+        not_finite = [name for name, row in zip(names, output, strict=True) if not np.isfinite(row).all()]
+        if not_finite:
+            raise ModelLoadError(
+                f"{path} breaks the emotion-model contract: outputs NaN or infinity for the canary faces "
+                f"{', '.join(not_finite)}"
+            )
         sums = output.sum(axis=1)
-        if output.shape != (2, len(LABELS)) or (output < 0).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
+        if (output < 0).any() or (output > 1 + _SUM_TOLERANCE).any() or np.abs(sums - 1).max() > _SUM_TOLERANCE:
             raise ModelLoadError(
                 f"{path} breaks the emotion-model contract: first output is not softmax probabilities "
-                f"(shape {output.shape}, row sums {sums.round(4).tolist()})"
+                f"(canary row sums {sums.round(4).tolist()})"
             )
+
+
+def _canary_faces() -> dict[str, NDArray[np.float32]]:
+    """48 x 48 x 1 float32 0..255 faces no classifier may answer with NaN: blank ones (black, grey, white), where a
+    per-image normalisation divides by a zero spread, noise, and a gradient, batched together as the batcher does."""
+    blank = np.ones(INPUT_SHAPE, dtype=np.float32)
+    ramp = np.linspace(0, 255, INPUT_SHAPE[0], dtype=np.float32)
+    return {
+        "black": 0 * blank,
+        "grey": 128 * blank,
+        "white": 255 * blank,
+        "noise": np.random.default_rng(0).uniform(0, 255, INPUT_SHAPE).astype(np.float32),
+        "gradient": np.broadcast_to(ramp[None, :, None], INPUT_SHAPE).astype(np.float32),
+    }
 
 
 def _read_record(path: Path, metadata: dict[str, str], input_name: str) -> ModelRecord:

@@ -8,17 +8,20 @@ worker processes with ``detect_processes``; OpenCV and ONNX Runtime release the 
 core); classification goes through the ``DynamicBatcher``
 here, so faces from concurrent requests share one ONNX run.
 
-``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked and
-warmed up beside the served ones, with a locator and a batcher of their own; one attribute assignment then sends
-every new request to them. A request holds the models it started with until it ends, so in-flight requests finish on
-the old models (and say so in their answer), and the old batcher stops once its last request has left. A file
-that fails to load raises ``ModelLoadError`` and the old models keep serving.
+``Pipeline.reload`` swaps in new model files without downtime. The new files are loaded, contract-checked, proved on
+a canary batch (``EmotionClassifier``) and warmed up beside the served ones, with a locator and a batcher of their
+own; one attribute assignment then sends every new request to them. A request holds the models it started with until
+it ends, so in-flight requests finish on the old models (and say so in their answer), and the old batcher stops once
+its last request has left. A file that fails to load or fails the canary raises ``ModelLoadError`` and the old
+models keep serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -158,6 +161,7 @@ class Pipeline:
                 detector, classifier = await asyncio.to_thread(_load_warm, self._settings)
             except ModelLoadError:
                 self._metrics.reloads.labels("rejected").inc()
+                await asyncio.to_thread(_give_back_freed_memory)  # what loading the refused file allocated
                 raise
             locator = await asyncio.to_thread(_open_warm_locator, self._settings, detector)
             fresh = _Served(locator, classifier, await _start_batcher(classifier, self._settings, self._metrics))
@@ -166,6 +170,8 @@ class Pipeline:
             self._metrics.reloads.labels("ok").inc()
             log.info("model reloaded", extra={"model_version": self.model.version, "model_sha256": self.model.sha256})
             await _retire(old)
+            del old  # the last reference: the retired models are freed here, before their memory is given back
+            await asyncio.to_thread(_give_back_freed_memory)
             return self.model
 
     async def close(self) -> None:
@@ -234,6 +240,19 @@ async def _retire(served: _Served) -> None:
         await asyncio.sleep(0.01)
     await served.batcher.stop()
     await asyncio.to_thread(served.locator.close)
+
+
+def _give_back_freed_memory() -> None:
+    """Return the memory a reload freed to the operating system.
+
+    glibc keeps freed memory in the arena of the thread that allocated it and trims only the top of each heap, and a
+    model's buffers come from several threads (loader, warm-up, batcher, detector pool). ``python -m
+    bench.reload_memory``, 100 reloads: RSS +341 MB before the retired models were freed at once (``DynamicBatcher.
+    stop``), +41 MB after that alone, +0.7 MB with this trim too. Off glibc (musl, macOS) there is nothing to do.
+    """
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform.startswith("linux") else None
+    if trim is not None:
+        trim(0)
 
 
 Models = tuple[FaceDetector, EmotionClassifier]

@@ -15,6 +15,13 @@ traffic), then uvicorn drains in-flight requests for up to ``graceful_shutdown_s
 second SIGTERM, or SIGINT, shuts down at once as uvicorn does. With ``workers > 1`` uvicorn's supervisor runs its
 own server in each child, so the pre-drain applies to single-process serving, which is how the shipped
 container, Compose and Kubernetes configurations run (one process per replica).
+
+The drain answers every request that reached the service before the listener closed, not only those already being
+handled. uvicorn alone resets two kinds of connection whose client has sent a request: one still in the kernel's
+accept queue (closing the listener resets it) and one accepted but not yet read (uvicorn closes it as idle), which
+under load lost a request at SIGTERM. ``DrainingServer`` accepts the queued ones before closing the listener, and
+``LimitedProtocol`` gives a connection whose request has not been read yet ``header_timeout_s`` to send it, then
+answers it with ``connection: close``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import logging
 import math
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -63,6 +71,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
+        self._draining = False  # the server is shutting down: answer the request on its way, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,6 +108,18 @@ class LimitedProtocol(HttpToolsProtocol):
             self._refusal = (431, "headers_too_large", self._too_large())
             raise _RefusedError
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        """The drain's request to close: at once between requests, as uvicorn does, but not before a request
+        whose first bytes may already be here (a fresh connection, or headers begun), which closing would reset.
+        Such a connection stays open until its answer is sent (or, refused, its lingering close ends); the
+        header timer bounds how long it may take to arrive."""
+        self._draining = True
+        if self._in_headers or self._refusal is not None:
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse, or to our refusal: the JSON envelope instead of text."""
@@ -176,7 +197,43 @@ class DrainingServer(uvicorn.Server):
         self._drain_at = time.monotonic() + self._pre_drain_s
         log.info("SIGTERM: readiness off, serving %.1f s more before draining", self._pre_drain_s)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, after taking in the connections waiting in the listeners' accept queues: closing a
+        listener resets those, though their clients connected (and sent their requests) before the drain."""
+        queued = [connection for server in self.servers for connection in _accept_queued(server)]
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        protocol = partial(
+            self.config.http_protocol_class,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+        for connection in queued:
+            await loop.connect_accepted_socket(protocol, connection)
+        log.info(
+            "draining %d connections, %d of them from the accept queue", len(self.server_state.connections), len(queued)
+        )
+        await super().shutdown(sockets)
+
     async def on_tick(self, counter: int) -> bool:
         if self._drain_at is not None and time.monotonic() >= self._drain_at:
             self.should_exit = True
         return await super().on_tick(counter)
+
+
+def _accept_queued(server: asyncio.Server) -> list[socket.socket]:
+    """Every connection waiting in ``server``'s accept queues now, accepted without blocking."""
+    accepted = []
+    for listener in server.sockets:
+        with listener.dup() as duplicate:  # the same queue; the loop's own socket object is private
+            duplicate.setblocking(False)
+            while True:
+                try:
+                    connection, _ = duplicate.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                connection.setblocking(False)
+                accepted.append(connection)
+    return accepted

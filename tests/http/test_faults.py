@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -165,6 +166,48 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     assert exited_after_s < GRACEFUL_SHUTDOWN_S, f"took {exited_after_s:.1f} s to drain and exit"
 
 
+def predict_request_bytes(port: int) -> bytes:
+    """POST /predict with the scene, as raw HTTP/1.1 bytes (httpx builds the multipart body)."""
+    request = httpx.Request("POST", f"http://127.0.0.1:{port}/predict", files={"file": SCENE})
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+    return f"POST /predict HTTP/1.1\r\n{head}\r\n".encode() + request.read()
+
+
+def test_a_connection_made_before_the_drain_gets_its_request_answered(tmp_path: Path) -> None:
+    """The race behind a request lost at SIGTERM, made deterministic: a client connects, the drain begins (the
+    listener closes), then its request arrives, as it does when it was still on the network or unread in the
+    socket of a busy server. uvicorn alone closes such a connection as idle, resetting the client; it must be
+    answered, with ``connection: close``, before the process exits 0."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with deepfer_serve(port, {"DEEPFER_ACCESS_LOG": "false"}, tmp_path / "serve.log") as server:
+        wait_ready(url, server)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as early:
+            time.sleep(0.3)  # accepted by the server's loop
+            server.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while True:  # the drain has begun once the listener refuses new connections
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    break
+                assert time.monotonic() < deadline, "the listener never closed after SIGTERM"
+                time.sleep(0.02)
+            answer = b""
+            try:
+                early.sendall(predict_request_bytes(port))
+                while data := early.recv(65536):
+                    answer += data
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        server.wait(timeout=30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), f"the request sent after the drain began got {answer[:100]!r}"
+    assert b"connection: close" in head.lower()
+    assert len(json.loads(body)["faces"]) == SCENE_FACES
+    assert server.returncode == 0
+
+
 # A queue of four faces holds one three-face scene: a second concurrent one finds the queue full.
 QUEUE_LIMITS = {"queue_size": 4, "max_faces": 4, "max_batch": 4, "max_concurrent_images": 64, "request_timeout_s": 20.0}
 
@@ -205,15 +248,36 @@ def test_a_full_face_queue_answers_503_with_retry_after_then_recovers(live_serve
 
 
 def tiny_classifier(
-    path: Path, *, side: int = 48, labels: tuple[str, ...] | None = LABELS, softmax: bool = True
+    path: Path,
+    *,
+    side: int = 48,
+    labels: tuple[str, ...] | None = LABELS,
+    softmax: bool = True,
+    diverged: bool = False,
+    standardised: bool = False,
 ) -> Path:
     """A 2304 -> 7 linear model in the contract's layout, with one clause breakable per argument.
 
+    ``diverged``: NaN weights, as a training run that diverged exports them (every output NaN). ``standardised``:
+    each face scaled to zero mean and unit spread first, so a blank face divides 0 by 0 (NaN for it alone).
     IR version 8 / opset 13 so any onnxruntime this project supports can open it.
     """
     weights = np.random.default_rng(0).normal(0.0, 0.01, (side * side, len(LABELS))).astype(np.float32)
-    nodes = [
-        helper.make_node("Flatten", ["face"], ["flat"], axis=1),
+    if diverged:
+        weights[:] = np.nan
+    nodes = []
+    if standardised:
+        axes = [1, 2, 3]
+        nodes += [
+            helper.make_node("ReduceMean", ["face"], ["mean"], axes=axes),
+            helper.make_node("Sub", ["face", "mean"], ["centred"]),
+            helper.make_node("Mul", ["centred", "centred"], ["squared"]),
+            helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes),
+            helper.make_node("Sqrt", ["variance"], ["spread"]),
+            helper.make_node("Div", ["centred", "spread"], ["scaled"]),
+        ]
+    nodes += [
+        helper.make_node("Flatten", ["scaled" if standardised else "face"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "weights"], ["logits" if softmax else "probabilities"]),
     ]
     if softmax:
@@ -252,6 +316,12 @@ BROKEN_MODELS: dict[str, tuple[str, Callable[[Path], Path], str]] = {
     "no labels metadata": ("classifier_path", lambda p: tiny_classifier(p, labels=None), "'labels' missing"),
     "labels reordered": ("classifier_path", lambda p: tiny_classifier(p, labels=LABELS[::-1]), "differ from"),
     "no softmax": ("classifier_path", lambda p: tiny_classifier(p, softmax=False), "not softmax probabilities"),
+    "NaN weights": ("classifier_path", lambda p: tiny_classifier(p, diverged=True), "NaN or infinity"),
+    "NaN on a blank face": (
+        "classifier_path",
+        lambda p: tiny_classifier(p, standardised=True),
+        "NaN or infinity for the canary faces black, grey, white",
+    ),
     "missing detector": ("detector_path", lambda p: p, "model file not found"),
     "classifier as detector": ("detector_path", tiny_classifier, "is not a YuNet detector"),
 }
