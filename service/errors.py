@@ -15,6 +15,8 @@ class here. This module imports nothing but the standard library.
         TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
         TooManyScans      413 too_many_scans        a JPEG with more scans than any encoder writes, or
                                                     pixels x scans over max_pixel_scans (a CPU bomb)
+        TooMuchImageData  413 too_much_image_data   a PNG whose data inflates past what its header holds (a
+                                                    decompression bomb: libpng would inflate all of it)
         TooManyFiles      413 too_many_files        more than max_batch_files in a batch
       UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
@@ -88,6 +90,10 @@ class TooManyPixels(TooLarge):
 
 class TooManyScans(TooLarge):
     code = "too_many_scans"
+
+
+class TooMuchImageData(TooLarge):
+    code = "too_much_image_data"
 
 
 class TooManyFiles(TooLarge):
