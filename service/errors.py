@@ -18,6 +18,7 @@ class here. This module imports nothing but the standard library.
         TooMuchImageData  413 too_much_image_data   a PNG whose data inflates past what its header holds (a
                                                     decompression bomb: libpng would inflate all of it)
         TooManyFiles      413 too_many_files        more than max_batch_files in a batch
+        TooManyFields     413 too_many_fields       more multipart parts besides the files than max_form_fields
       UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
       Overloaded          503 overloaded            inference queue full (+ Retry-After)
@@ -98,6 +99,10 @@ class TooMuchImageData(TooLarge):
 
 class TooManyFiles(TooLarge):
     code = "too_many_files"
+
+
+class TooManyFields(TooLarge):
+    code = "too_many_fields"
 
 
 class UnsupportedMediaType(DeepFERError):
