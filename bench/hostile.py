@@ -75,6 +75,38 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + ihdr + png_chunk(b"IEND", b"")
 
 
+def png(width: int, height: int, stream: bytes, *, colour: int = 2, depth: int = 8, interlace: int = 0) -> bytes:
+    """A PNG of width x height whose image data is the zlib ``stream``, split into 8 KB IDATs as libpng writes."""
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+    idats = b"".join(png_chunk(b"IDAT", stream[at : at + 8192]) for at in range(0, len(stream), 8192))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + idats + png_chunk(b"IEND", b"")
+
+
+def zeros_deflated(mebibytes: int) -> bytes:
+    """A valid zlib stream of ``mebibytes`` MiB of zeros, about 1 KB per MiB, built in milliseconds: after a full
+    flush deflate starts afresh, so every later MiB compresses to the same bytes and is repeated, not compressed."""
+    compressor, mib = zlib.compressobj(9), bytes(1 << 20)
+    first = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeat = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    final_empty_block = b"\x03\x00"
+    adler32_of_zeros = ((mebibytes << 20) % 65521) << 16 | 1  # a stays 1, b adds it once per byte
+    return first + repeat * (mebibytes - 1) + final_empty_block + struct.pack(">I", adler32_of_zeros)
+
+
+def png_idat_bomb(width: int = 64, height: int = 64, inflated_mib: int = 3000) -> bytes:
+    """A PNG whose IHDR claims width x height RGB but whose image data inflates to ``inflated_mib`` MiB (3 MB on
+    disk by default): libpng fills the rows, warns "Too much image data", and inflates the rest anyway."""
+    return png(width, height, zeros_deflated(inflated_mib))
+
+
+def many_parts_multipart(parts: int) -> tuple[bytes, str]:
+    """(body, content type) of ``parts`` empty parts without headers (9 bytes each: 1.1 million fit in 10 MB), then
+    one small JPEG in ``file``."""
+    image = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+    body = b"--b\r\n\r\n\r\n" * parts + image + jpeg() + b"\r\n--b--\r\n"
+    return body, "multipart/form-data; boundary=b"
+
+
 def webp_vp8x_canvas(data: bytes, width: int, height: int) -> bytes:
     """A WebP (re-)wrapped in the extended format, its VP8X canvas claiming width x height."""
     chunks = data[30:] if data[12:16] == b"VP8X" else data[12:]  # without any VP8X chunk it had

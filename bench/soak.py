@@ -46,8 +46,10 @@ import numpy as np
 from bench.hostile import (
     huge_int_json,
     long_boundary_multipart,
+    many_parts_multipart,
     nested_json,
     png_header_only,
+    png_idat_bomb,
     progressive_scan_bomb,
     stuffed_zero_pixel_bomb,
     webp_vp8x_canvas,
@@ -134,6 +136,7 @@ async def drive(url: str, images: list[bytes], run: Run, *, clients: int, reques
 def attacks(scene: bytes) -> dict[str, dict[str, object]]:
     """name -> httpx request keywords for POST /predict; each must be answered with a 4xx."""
     boundary_body, boundary_type = long_boundary_multipart()
+    parts_body, parts_type = many_parts_multipart(1_000_000)
     webp = cv2.imencode(".webp", cv2.imdecode(np.frombuffer(scene, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
     json_type = {"content-type": "application/json"}
     return {
@@ -141,6 +144,8 @@ def attacks(scene: bytes) -> dict[str, dict[str, object]]:
         "6000-scan progressive bomb": {"files": {"file": progressive_scan_bomb(6000, 6000, 6000)}},
         "66-scan 36 Mpx progressive": {"files": {"file": progressive_scan_bomb(6000, 6000, 60)}},
         "header-only gigapixel png": {"files": {"file": png_header_only(100_000, 100_000)}},
+        "png inflating 3 GB": {"files": {"file": png_idat_bomb()}},
+        "a million multipart parts": {"content": parts_body, "headers": {"content-type": parts_type}},
         "webp canvas lie": {"files": {"file": webp_vp8x_canvas(webp, 9000, 9000)}},
         "nested json": {"content": nested_json(), "headers": json_type},
         "5000-digit integer": {"content": huge_int_json(), "headers": json_type},

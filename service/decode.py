@@ -7,6 +7,14 @@ libjpeg uses, which chunk libpng and libwebp take the size from), because a read
 the decoder is a bypass; ``tests/core/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
 a progressive JPEG costs one pass over every block per scan, so a small file can be a CPU bomb.
 
+The header only bounds the work when the decoder stops where the header says. libpng does not: it inflates every
+IDAT byte, warning "Too much image data" once the rows are full, so a 1 MB PNG that claims 64x64 inflated 1 GB in
+3 s (a 9 MB one held a thread 34 s). So a PNG's image data is inflated here first, at most the bytes its IHDR
+implies plus one, and a stream with more is refused. The other decoders stop at the header's size: libjpeg (given
+the scan limits), libwebp (a still frame, or an animation's first frame, on the canvas) and OpenCV's BMP reader
+(rows x row bytes, RLE codes bounded by the pixels). Every other format OpenCV could decode is refused by its magic
+bytes before it reaches a decoder, so what ``cv2.imdecode`` receives is one of these four.
+
 Decoding is ``cv2.imdecode(..., IMREAD_COLOR)``, exactly what ``training.data.decode_face`` does, so a face sent
 with ``detect=false`` becomes the same array the model was trained on. That flag also gives us, for free:
 EXIF orientation applied (JPEG), grey and palette images expanded to 3 channels, alpha dropped, and 16-bit
@@ -17,6 +25,8 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,7 +34,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from deepfer.errors import BadImage, TooManyPixels, TooManyScans, UnsupportedFormat
+from deepfer.errors import BadImage, TooManyPixels, TooManyScans, TooMuchImageData, UnsupportedFormat
 
 
 class ImageFormat(StrEnum):
@@ -46,6 +56,16 @@ _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\x0a", "JPEG XL"),
     (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),  # a bare codestream
+    # The rest of what OpenCV decodes: a "P" magic for PBM/PGM/PPM/PAM and PFM, then Radiance HDR, Sun raster and
+    # OpenEXR. None carries a face photo in practice, and each is one more decoder an attacker could aim at.
+    *((f"P{kind}".encode(), "PNM") for kind in range(1, 8)),
+    (b"PF", "PFM"),
+    (b"Pf", "PFM"),
+    (b"#?RADIANCE", "Radiance HDR"),
+    (b"#?RGBE", "Radiance HDR"),
+    (b"\x59\xa6\x6a\x95", "Sun raster"),
+    (b"\x76\x2f\x31\x01", "OpenEXR"),
 )
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
@@ -66,6 +86,16 @@ _JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
 # (TurboJPEG's TJPARAM_SCANLIMIT, no limit by default) and its own fuzz targets use 500 on images of at most
 # 1 Mpx; we decode up to max_pixels (40 Mpx), so 100: ten times any encoder's output.
 MAX_JPEG_SCANS = 100
+# Bytes per pixel x 8 of each PNG colour type (grey, RGB, palette, grey + alpha, RGBA) at one bit of depth.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7's passes: first column, first row, column step, row step.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+# A PNG's chunks are walked in Python, so their number bounds that walk: 10,000 is a 10 MB file in 1 KB chunks,
+# where encoders write 8 KB (libpng's default) or more; 800,000 empty chunks fit in 10 MB.
+MAX_PNG_CHUNKS = 10_000
+# Inflate in steps: the compressed data 64 KB at a time, at most 1 MB of output held at once.
+_INFLATE_IN_BYTES = 64 * 1024
+_INFLATE_OUT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,8 @@ def decode(data: bytes, *, max_pixels: int, max_pixel_scans: int) -> NDArray[np.
         raise TooManyScans(f"JPEG with {header.scans} scans; no encoder writes more than {MAX_JPEG_SCANS}")
     if header.pixels * header.scans > max_pixel_scans:
         raise TooManyScans(f"{header.pixels} pixels x {header.scans} scans exceeds max_pixel_scans={max_pixel_scans}")
+    if header.format is ImageFormat.PNG:
+        _check_png_data(data, header)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise BadImage(f"corrupt or truncated {header.format.name} data")
@@ -173,6 +205,64 @@ def _png_size(data: bytes) -> tuple[int, int]:
         raise ValueError("first chunk is not a 13-byte IHDR")
     width, height = struct.unpack(">II", data[16:24])
     return width, height
+
+
+def _check_png_data(data: bytes, header: Header) -> None:
+    """Refuse a PNG whose IDAT stream inflates to more than its IHDR's rows hold; see the module docstring.
+
+    Costs one inflate of the image data, bounded by that size (about 0.1 s for 100 MB on this machine's core);
+    zlib releases the GIL while it inflates. A stream zlib cannot inflate is left to libpng, which stops there.
+    """
+    expected = _png_data_bytes(data, header.width, header.height)
+    inflater = zlib.decompressobj()
+    produced = 0
+    try:
+        for payload in _png_chunks(data, b"IDAT"):
+            for start in range(0, len(payload), _INFLATE_IN_BYTES):
+                pending: bytes | memoryview = payload[start : start + _INFLATE_IN_BYTES]
+                while pending and not inflater.eof:
+                    produced += len(inflater.decompress(pending, min(_INFLATE_OUT_BYTES, expected + 1 - produced)))
+                    if produced > expected:
+                        raise TooMuchImageData(
+                            f"PNG image data inflates past the {expected} bytes its {header.width}x{header.height} "
+                            "header holds (a decompression bomb)"
+                        )
+                    pending = inflater.unconsumed_tail
+    except zlib.error:
+        return
+
+
+def _png_data_bytes(data: bytes, width: int, height: int) -> int:
+    """Bytes of filtered scanlines (a filter byte, then the packed samples) the IHDR promises, Adam7 passes
+    included, as libpng computes them."""
+    if len(data) < 33:
+        raise BadImage("truncated PNG header")
+    depth, colour, interlace = data[24], data[25], data[28]
+    if colour not in _PNG_CHANNELS:
+        raise BadImage(f"PNG colour type {colour} does not exist")
+    bits = _PNG_CHANNELS[colour] * depth
+
+    def rows_bytes(columns: int, rows: int) -> int:
+        return rows * (1 + (columns * bits + 7) // 8) if columns and rows else 0
+
+    if not interlace:
+        return rows_bytes(width, height)
+    return sum(rows_bytes(max(0, -(-(width - x) // dx)), max(0, -(-(height - y) // dy))) for x, y, dx, dy in _ADAM7)
+
+
+def _png_chunks(data: bytes, kind: bytes) -> Iterator[memoryview]:
+    """The payloads of ``kind`` chunks up to IEND (without copying); more than MAX_PNG_CHUNKS chunks is a 400."""
+    view, offset = memoryview(data), 8
+    for _ in range(MAX_PNG_CHUNKS):
+        if offset + 8 > len(data):
+            return
+        length, chunk = struct.unpack_from(">I4s", data, offset)
+        if chunk == kind:
+            yield view[offset + 8 : offset + 8 + length]
+        if chunk == b"IEND":
+            return
+        offset += 12 + length
+    raise BadImage(f"PNG with more than {MAX_PNG_CHUNKS} chunks")
 
 
 def _webp_size(data: bytes) -> tuple[int, int]:

@@ -15,7 +15,10 @@ class here. This module imports nothing but the standard library.
         TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
         TooManyScans      413 too_many_scans        a JPEG with more scans than any encoder writes, or
                                                     pixels x scans over max_pixel_scans (a CPU bomb)
+        TooMuchImageData  413 too_much_image_data   a PNG whose data inflates past what its header holds (a
+                                                    decompression bomb: libpng would inflate all of it)
         TooManyFiles      413 too_many_files        more than max_batch_files in a batch
+        TooManyFields     413 too_many_fields       more multipart parts besides the files than max_form_fields
       UnsupportedMediaType 415 unsupported_media_type  request content type is not multipart or JSON
         UnsupportedFormat 415 unsupported_format    an image, but not JPEG/PNG/WebP/BMP
       Overloaded          503 overloaded            inference queue full (+ Retry-After)
@@ -90,8 +93,16 @@ class TooManyScans(TooLarge):
     code = "too_many_scans"
 
 
+class TooMuchImageData(TooLarge):
+    code = "too_much_image_data"
+
+
 class TooManyFiles(TooLarge):
     code = "too_many_files"
+
+
+class TooManyFields(TooLarge):
+    code = "too_many_fields"
 
 
 class UnsupportedMediaType(DeepFERError):

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         1_000_000_000, ge=1, description="width x height x JPEG scans, read from the markers before decoding"
     )
     max_batch_files: int = Field(16, ge=1, description="files in one /predict/batch request")
+    # Every multipart part costs the parser Python work on the event loop whatever its size (10 MB of one-byte fields:
+    # 2 s), and no client of this API sends a part besides its image files; 32 leaves room for a form's own fields.
+    max_form_fields: int = Field(
+        32, ge=0, description="multipart parts besides the image files in one request; one more gets 413"
+    )
 
     # WS /stream (deepfer.http.stream). 4 MB holds a 1080p PNG (about 3 MB) and a 4K JPEG (1-2 MB); a camera's
     # 720p JPEG is 50-150 KB. Set as uvicorn's ws_max_size, so a bigger message is refused while it arrives.

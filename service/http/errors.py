@@ -5,8 +5,8 @@ envelope of ``schemas.ErrorResponse``. Framework errors get the same envelope: u
 wrong method 405 ``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything
 unexpected becomes 500 ``internal`` in ``middleware.RequestMiddleware`` (logged with its traceback, never echoed
 to the caller); a refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered
-before any route runs, use the envelope too (``server``): 408 ``header_timeout``, 431 ``headers_too_large``,
-503 ``overloaded``.
+before any route runs, use the envelope too (``server``): 400 ``bad_request`` (a malformed request, a missing or
+doubled Host), 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overloaded``.
 """
 
 from __future__ import annotations

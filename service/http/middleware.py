@@ -24,6 +24,9 @@ error_log = logging.getLogger("deepfer.errors")
 REQUEST_ID_HEADER = "x-request-id"
 # The status recorded (never sent) for a request its client abandoned, nginx's 499, so 5xx means a server fault.
 CLIENT_CLOSED = 499
+# Key in the request's scope state under which the connection (``server.LimitedProtocol``) leaves (status, code,
+# message) when the request's own body was malformed: the application saw a disconnect, the client got that status.
+MALFORMED = "deepfer.malformed"
 # A caller's id is echoed only when it is short and plain, so it cannot inject text into log lines or headers.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -59,7 +62,8 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:  # the caller gave up mid-upload: its doing, not a server fault, and nobody to answer
-            status = CLIENT_CLOSED
+            refusal = scope["state"].get(MALFORMED)
+            status = refusal[0] if refusal else CLIENT_CLOSED
         except Exception:  # the one last-resort boundary: log with traceback, answer the envelope, keep serving
             error_log.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             self.metrics.errors.labels("internal").inc()

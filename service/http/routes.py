@@ -30,7 +30,7 @@ from deepfer.http.schemas import (
     PredictResponse,
     Readiness,
 )
-from deepfer.http.upload import read_images
+from deepfer.http.upload import Upload, read_images
 from deepfer.pipeline import Options, Pipeline
 from deepfer.settings import Settings
 
@@ -94,7 +94,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "empty body, invalid base64 or JSON, not an image, truncated or corrupt image",
         401: "missing or invalid API key (only when DEEPFER_API_KEYS is set)",
-        413: "upload over max_upload_bytes, image over max_pixels, or too many files",
+        413: "upload over max_upload_bytes, image over max_pixels, or too many files or form fields",
         415: "content type not multipart/JSON, or an image format other than JPEG/PNG/WebP/BMP",
         422: "an option out of range",
         503: "overloaded: retry after the Retry-After header's seconds",
@@ -190,9 +190,13 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
     settings, pipeline = _settings(request), _pipeline(request)
     async with _deadline(settings):
         (upload,) = await read_images(
-            request, field_name="file", max_upload_bytes=settings.max_upload_bytes, max_files=1
+            request,
+            field_name="file",
+            max_upload_bytes=settings.max_upload_bytes,
+            max_files=1,
+            max_fields=settings.max_form_fields,
         )
-        analysis = await pipeline.analyze(upload.data, options)
+        analysis = await pipeline.analyze(upload.image(), options)
     return PredictResponse.build(analysis)
 
 
@@ -208,13 +212,13 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
 async def predict_batch(request: Request, options: Annotated[Options, Depends(_options)]) -> BatchResponse:
     settings, pipeline = _settings(request), _pipeline(request)
 
-    async def one(index: int, data: bytes, filename: str | None) -> BatchItem:
+    async def one(index: int, upload: Upload) -> BatchItem:
         try:
-            analysis = await pipeline.analyze(data, options)
+            analysis = await pipeline.analyze(upload.image(), options)
         except DeepFERError as error:
             request.app.state.metrics.errors.labels(error.code).inc()
-            return BatchItem(index=index, filename=filename, error=ErrorBody.of(error))
-        return BatchItem(index=index, filename=filename, result=PredictResponse.build(analysis))
+            return BatchItem(index=index, filename=upload.filename, error=ErrorBody.of(error))
+        return BatchItem(index=index, filename=upload.filename, result=PredictResponse.build(analysis))
 
     async with _deadline(settings):
         uploads = await read_images(
@@ -222,9 +226,10 @@ async def predict_batch(request: Request, options: Annotated[Options, Depends(_o
             field_name="files",
             max_upload_bytes=settings.max_upload_bytes,
             max_files=settings.max_batch_files,
+            max_fields=settings.max_form_fields,
         )
         # Concurrently, so the faces of all files meet in the same classifier batches.
-        items = await asyncio.gather(*(one(i, u.data, u.filename) for i, u in enumerate(uploads)))
+        items = await asyncio.gather(*(one(index, upload) for index, upload in enumerate(uploads)))
     return BatchResponse(results=list(items))
 
 

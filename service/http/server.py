@@ -9,6 +9,12 @@ connection closed:
     header_timeout_s     408 header_timeout      from a request's first byte (or the connection's opening)
     max_connections      503 overloaded          a connection beyond the cap, refused before anything is read
 
+and answers what the parser cannot use with 400 ``bad_request``, as RFC 9112 asks: a malformed request line,
+header or chunked body, and an HTTP/1.1 request without a Host header or any request with two. A refusal is
+answered in order: requests pipelined before the bad one get their own answers first (uvicorn wrote its 400 at
+once, so their answers failed after it with a traceback and a 500 in the metrics). A request whose own body is
+malformed ends for the application as a disconnect, recorded as its 400 (``middleware.MALFORMED``).
+
 ``DrainingServer`` changes what SIGTERM does: ``/readyz`` turns 503 at once while the listener keeps serving for
 ``pre_drain_s`` (the time a Kubernetes endpoint update or a load balancer's health check needs to stop sending
 traffic), then uvicorn drains in-flight requests for up to ``graceful_shutdown_s`` and the process exits 0. A
@@ -31,6 +37,7 @@ import logging
 import math
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +49,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from deepfer.http.middleware import MALFORMED
 from deepfer.http.schemas import ErrorResponse
 from deepfer.settings import Settings
 
@@ -72,6 +80,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
         self._draining = False  # the server is shutting down: answer the request on its way, then close
+        self._unanswered = 0  # requests parsed on this connection whose response has not been sent in full
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -107,9 +116,21 @@ class LimitedProtocol(HttpToolsProtocol):
         if size > self._limits.max_header_bytes:
             self._refusal = (431, "headers_too_large", self._too_large())
             raise _RefusedError
+        if problem := self._host_problem():
+            self._refusal = (400, "bad_request", problem)
+            raise _RefusedError
+        started = self.cycle
         super().on_headers_complete()
+        if self.cycle is not started:  # a WebSocket upgrade creates none
+            self._unanswered += 1
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def on_response_complete(self) -> None:
+        self._unanswered -= 1
+        super().on_response_complete()
+        if self._refusal is not None and not self._unanswered:
+            self._answer_refusal()
 
     def shutdown(self) -> None:
         """The drain's request to close: at once between requests, as uvicorn does, but not before a request
@@ -123,7 +144,20 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse, or to our refusal: the JSON envelope instead of text."""
-        self._refuse(*(self._refusal or (400, "bad_request", msg)))
+        # uvicorn calls this inside its ``except HttpParserError``, whose text names the problem ("Invalid character
+        # in chunk size"); its own ``msg`` is always "Invalid HTTP request received."
+        problem = sys.exception() or msg
+        self._refuse(*(self._refusal or (400, "bad_request", f"malformed HTTP request: {problem}")))
+
+    def _host_problem(self) -> str | None:
+        """RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without Host, and to any with two
+        (which host it names is then ambiguous, and a proxy in front may have picked the other)."""
+        hosts = sum(name == b"host" for name, _ in self.headers)
+        if hosts > 1:
+            return f"{hosts} Host headers; a request names one host"
+        if hosts == 0 and self.parser.get_http_version() == "1.1":
+            return "an HTTP/1.1 request needs a Host header"
+        return None
 
     def _too_large(self) -> str:
         return f"request headers exceed max_header_bytes={self._limits.max_header_bytes}"
@@ -143,9 +177,35 @@ class LimitedProtocol(HttpToolsProtocol):
             self._refuse(408, "header_timeout", f"headers not received within {self._limits.header_timeout_s} s")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer with the error envelope and close: the connection is not worth keeping."""
+        """Stop reading, and answer with the error envelope and close once the requests before are answered."""
         self._stop_header_timer()
         self._refusal = (status, code, message)
+        self._end_malformed_request()
+        if not self._unanswered:
+            self._answer_refusal()
+
+    def _end_malformed_request(self) -> None:
+        """The request whose body the parser was reading is the bad one: it gets the refusal, not an answer of its
+        own. Still queued behind a pipelined request, it is dropped; running, it sees a disconnect, and its sends
+        go nowhere."""
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or cycle.response_complete:
+            return
+        self._unanswered -= 1
+        queued = [entry for entry in self.pipeline if entry[0] is cycle]
+        if queued:
+            self.pipeline.remove(queued[0])
+            return
+        cycle.scope["state"][MALFORMED] = self._refusal
+        cycle.disconnected = True
+        cycle.message_event.set()
+
+    def _answer_refusal(self) -> None:
+        """The refusal's envelope, then a lingering close: the connection is not worth keeping."""
+        assert self._refusal is not None
+        if self.transport.is_closing():  # an answered request asked for "Connection: close"
+            return
+        status, code, message = self._refusal
         body = ErrorResponse.of(code, message).model_dump_json().encode()
         retry = f"retry-after: {self._limits.retry_after_s}\r\n" if status == 503 else ""
         head = (

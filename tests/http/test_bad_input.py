@@ -242,7 +242,9 @@ def test_the_body_limit_is_enforced_while_streaming() -> None:
             "path": "/predict",
             "headers": [(b"content-type", b"multipart/form-data; boundary=abc")],
         }
-        await read_images(Request(scope, receive), field_name="file", max_upload_bytes=200_000, max_files=1)
+        await read_images(
+            Request(scope, receive), field_name="file", max_upload_bytes=200_000, max_files=1, max_fields=32
+        )
 
     with pytest.raises(TooLarge):
         asyncio.run(read())
