@@ -9,9 +9,9 @@ Each stream (``AsyncClient.stream()``, the shipped client) sends frames every ``
 latency is measured per answered frame, from just before its send to its answer's arrival, matched by ``seq``.
 The server keeps only the newest frame of each stream, so past its capacity the figures to read are delivered
 results/s and the frames it dropped (``stale``: replaced by a newer one before analysis; ``over_rate``: sent
-faster than ``stream_max_fps``), which the server reports in every result. Only 127.0.0.1 is contacted; results
-are printed and saved as JSON under bench/results/ (git-ignored), with the load average, because figures on a
-machine shared with a training job are depressed.
+over the ``stream_max_fps`` budget), which the server answers and counts in every result. Only 127.0.0.1 is
+contacted; results are printed and saved as JSON under bench/results/ (git-ignored), with the load average,
+because figures on a machine shared with a training job are depressed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bench.local_service import effective_settings, service_target
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from deepfer.client import AsyncClient, AsyncStream, StreamClosedError
-from deepfer.http.schemas import StreamResult
+from deepfer.http.schemas import StreamError, StreamResult
 
 #: After a stream's last frame, how long its answer may take before the frame is counted unanswered.
 DRAIN_S = 10.0
@@ -109,7 +109,7 @@ async def run_stream(client: AsyncClient, images: list[bytes], offset: int, args
                     counts.latencies_s.append(arrived - sent_at[message.seq])
                     counts.server_total_ms.append(message.timing.total_ms)
                     counts.stale, counts.over_rate = message.dropped.stale, message.dropped.over_rate
-                else:
+                elif isinstance(message, StreamError):
                     counts.errors += 1
             await feeder
     except StreamClosedError as error:
@@ -147,7 +147,7 @@ async def run_level(url: str, images: list[bytes], streams: int, args: argparse.
         started = time.monotonic()
         # Offsets spread the streams over the scenes, so they do not send the same image in lockstep.
         runs = await asyncio.gather(*(run_stream(client, images, i * 7, args) for i in range(streams)))
-        # Until the last answer: a last frame dropped over-rate is waited for DRAIN_S, which is no throughput.
+        # Until the last answer (every frame is answered, a dropped one too).
         seconds = max((run.last_answer_at for run in runs), default=started) - started
     latencies_ms = [s * 1000 for run in runs for s in run.latencies_s or []]
     server_ms = [ms for run in runs for ms in run.server_total_ms or []]

@@ -10,7 +10,8 @@
         with client.stream() as stream:                  # WS /stream: one camera, results with track ids
             stream.ready.limits.max_fps
             for message in stream.results(frames):       # frames: any iterable of images, sent at most max_fps
-                ...                                      # a StreamResult, or a StreamError for a bad frame
+                ...                                      # one answer per frame: a StreamResult, a StreamError
+                                                         # for a bad frame, or a StreamFrameDropped
 
 Every endpoint is described once, as a ``_Call`` (method, path, body, how to read the answer, whether a 503 is
 retried); ``Client`` and ``AsyncClient`` differ only in how they send one (``_send``), so the two cannot drift.
@@ -24,8 +25,9 @@ written once (``_retrying``); each client only sends and sleeps its own way.
 
 A stream (``WS /stream``, protocol in ``deepfer.http.stream``) speaks through ``websockets``, whose sync and
 asyncio clients mirror each other as httpx's do. The server's close codes become ``StreamClosedError`` (``status``
-the close code, ``code`` its name, ``message`` the server's reason); a frame the server cannot read is an answer,
-a ``StreamError``, and the stream goes on.
+the close code, ``code`` its name, ``message`` the server's reason). The server answers every frame, in order: a
+frame it cannot read is a ``StreamError``, one it did not analyse a ``StreamFrameDropped`` (with why), and the
+stream goes on; so a loop waiting for answers always gets one.
 
 Needs only httpx, websockets, pydantic and numpy (``pip install deepfer``): OpenCV is imported only to send a
 numpy array.
@@ -62,6 +64,7 @@ from deepfer.http.schemas import (
     PredictResponse,
     Readiness,
     StreamError,
+    StreamFrameDropped,
     StreamReady,
     StreamResult,
 )
@@ -460,9 +463,10 @@ class AsyncClient(_AsyncClosing):
         await self._http.aclose()
 
 
-#: What a stream answers for each frame it analyses: its faces with track ids, or why it could not read it.
-StreamMessage = Annotated[StreamResult | StreamError, Field(discriminator="type")]
-_STREAM_MESSAGE: Final[TypeAdapter[StreamResult | StreamError]] = TypeAdapter(StreamMessage)
+#: What a stream answers for each frame: its faces with track ids, why it could not read it, or why it dropped it.
+StreamAnswer = StreamResult | StreamError | StreamFrameDropped
+StreamMessage = Annotated[StreamAnswer, Field(discriminator="type")]
+_STREAM_MESSAGE: Final[TypeAdapter[StreamAnswer]] = TypeAdapter(StreamMessage)
 
 #: The close codes of ``deepfer.http.stream`` (and the standard ones a proxy or a restart sends), by name.
 CLOSE_CODES: Final = {
@@ -470,6 +474,8 @@ CLOSE_CODES: Final = {
     1001: "going_away",
     1003: "unsupported_data",
     1006: "connection_lost",
+    1007: "invalid_data",
+    1008: "policy_violation",
     1009: "message_too_big",
     1011: "server_error",
     1012: "service_restart",
@@ -477,16 +483,15 @@ CLOSE_CODES: Final = {
     4401: "unauthorized",
     4408: "idle_timeout",
 }
-#: After the last frame is sent, how long ``results`` waits for a message before it takes the rest as dropped.
-DRAIN_S: Final = 5.0
-#: How often the sync ``results`` looks up from receiving to see whether the feeding thread is done.
+#: How often ``results`` looks up from receiving to see whether the feed failed or its answers are overdue.
 _POLL_S: Final = 0.1
 
 
 class StreamClosedError(DeepFERClientError):
-    """The stream ended: ``status`` is the WebSocket close code (4401 a wrong key, 1003 a text message or a bad
-    first message, 1009 a frame over ``ready.limits.max_message_bytes``, 4408 idle, 1013 too many streams),
-    ``code`` its name, ``message`` the server's reason."""
+    """The stream ended: ``status`` is the WebSocket close code (4401 a wrong key, 1003 a message of the wrong
+    type, 1007 text that is not UTF-8, 1008 a bad first message or unread pongs, 1009 a frame over
+    ``ready.limits.max_message_bytes``, 4408 idle or no key in time, 1013 too many streams), ``code`` its name,
+    ``message`` the server's reason."""
 
     def __init__(self, close_code: int, reason: str) -> None:
         super().__init__(close_code, CLOSE_CODES.get(close_code, "closed"), reason or "the stream was closed")
@@ -522,12 +527,12 @@ def _parse_ready(message: str | bytes) -> StreamReady:
     return StreamReady.model_validate_json(message)
 
 
-def _parse_message(message: str | bytes) -> StreamResult | StreamError:
+def _parse_message(message: str | bytes) -> StreamAnswer:
     return _STREAM_MESSAGE.validate_json(message)
 
 
 class _Pacer:
-    """Spaces sends ``1 / fps`` apart, so a fast iterable (files on disk) is not mostly dropped as over-rate."""
+    """Spaces sends ``1 / fps`` apart, so a fast iterable (files on disk) is not mostly dropped over the rate."""
 
     def __init__(self, fps: float) -> None:
         self._gap_s = 1.0 / fps
@@ -541,45 +546,45 @@ class _Pacer:
         return wait
 
 
-class _Drain:
-    """When ``results`` is done: the feed ended and the last frame answered, or nothing came for ``drain_s``.
+class _Outstanding:
+    """Whether ``results`` is done: the feed ended and its last frame answered (the server answers every frame, in
+    order). ``check`` raises ``TimeoutError`` once frames have waited ``timeout_s`` with no answer, so a server
+    that stops answering ends the loop instead of hanging it."""
 
-    Results come in frame order, so an answer for the last frame means none is still due; a last frame the
-    server dropped (over-rate) is never answered, hence the quiet period.
-    """
-
-    def __init__(self, drain_s: float) -> None:
-        self._drain_s = drain_s
-        self._last_seq: int | None = None
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
         self._fed = False
+        self._last_sent = -1
         self._answered = -1
-        self._quiet_since = time.monotonic()
+        self._waiting_since = time.monotonic()
 
-    def fed(self, last_seq: int | None) -> None:
-        self._fed, self._last_seq = True, last_seq
-        self._quiet_since = time.monotonic()
+    def sent(self, seq: int) -> None:
+        if self._answered >= self._last_sent:  # nothing was due: the wait starts now
+            self._waiting_since = time.monotonic()
+        self._last_sent = seq
 
-    def answered(self, message: StreamResult | StreamError) -> None:
+    def fed(self) -> None:
+        self._fed = True
+
+    def answered(self, message: StreamAnswer) -> None:
         self._answered = message.seq
-        self._quiet_since = time.monotonic()
+        self._waiting_since = time.monotonic()
 
     def done(self) -> bool:
-        if not self._fed:
-            return False
-        if self._last_seq is None or self._answered >= self._last_seq:
-            return True
-        return time.monotonic() - self._quiet_since > self._drain_s
+        return self._fed and self._answered >= self._last_sent
 
-    def wait_s(self) -> float:
-        return max(self._drain_s - (time.monotonic() - self._quiet_since), 0.0)
+    def check(self) -> None:
+        waited_s = time.monotonic() - self._waiting_since
+        if self._answered < self._last_sent and waited_s > self._timeout_s:
+            raise TimeoutError(f"frames {self._answered + 1}..{self._last_sent} unanswered for {waited_s:.1f} s")
 
 
 class Stream(_Closing):
     """One open ``WS /stream`` (from ``Client.stream()``): ``send`` frames, ``receive`` answers, or ``results``.
 
-    ``send`` never waits for an answer: the server keeps only the newest frame, so a client that sends faster than
-    it analyses gets answers for some frames (their ``seq``) and counts of the rest (``dropped``). ``send`` and
-    ``receive`` may run in different threads, as ``results`` does.
+    ``send`` never waits for an answer, and every frame gets one, in order: the server analyses only the newest
+    frame, so a client that sends faster than it analyses gets results for some frames and ``StreamFrameDropped``
+    for the rest. ``send`` and ``receive`` may run in different threads, as ``results`` does.
     """
 
     def __init__(
@@ -602,7 +607,7 @@ class Stream(_Closing):
             seq, self._sent = self._sent, self._sent + 1
         return seq
 
-    def receive(self, timeout_s: float | None = None) -> StreamResult | StreamError:
+    def receive(self, timeout_s: float | None = None) -> StreamAnswer:
         """The next answer; ``TimeoutError`` after ``timeout_s`` (default the client's), ``StreamClosedError`` if
         the server closed the stream."""
         try:
@@ -611,38 +616,41 @@ class Stream(_Closing):
             raise _closed(error) from error
         return _parse_message(message)
 
-    def results(
-        self, frames: Iterable[ImageInput], *, fps: float | None = None, drain_s: float = DRAIN_S
-    ) -> Iterator[StreamResult | StreamError]:
+    def results(self, frames: Iterable[ImageInput], *, fps: float | None = None) -> Iterator[StreamAnswer]:
         """Send ``frames`` from a thread, at most ``fps`` (default the server's ``max_fps``) a second, and yield
-        each answer as it comes: sending never waits on a slow consumer or a slow server. Ends once the last
-        frame is answered (or nothing came for ``drain_s`` after it); leaving the loop early stops the sending."""
-        pacer, drain, stop = _Pacer(fps or self.ready.limits.max_fps), _Drain(drain_s), threading.Event()
+        each frame's answer as it comes: sending never waits on a slow consumer or a slow server. Ends once the
+        last frame is answered; ``TimeoutError`` if answers stop coming for the client's timeout; leaving the
+        loop early stops the sending."""
+        pacer, pending, stop = (
+            _Pacer(fps or self.ready.limits.max_fps),
+            _Outstanding(self._timeout_s),
+            threading.Event(),
+        )
         failure: list[BaseException] = []
 
         def feed() -> None:
-            last: int | None = None
             try:
                 for frame in frames:
                     if stop.wait(pacer.delay_s()):
                         return
-                    last = self.send(frame)
+                    pending.sent(self.send(frame))
             except BaseException as error:
                 failure.append(error)
             finally:
-                drain.fed(last)
+                pending.fed()
 
         feeder = threading.Thread(target=feed, name="deepfer-stream-feed", daemon=True)
         feeder.start()
         try:
-            while not drain.done():
+            while not pending.done():
                 try:
                     message = self.receive(timeout_s=_POLL_S)
                 except TimeoutError:
                     if failure:
                         raise failure[0] from None
+                    pending.check()
                     continue
-                drain.answered(message)
+                pending.answered(message)
                 yield message
             if failure:
                 raise failure[0]
@@ -677,7 +685,7 @@ class AsyncStream(_AsyncClosing):
             raise _closed(error) from error
         return seq
 
-    async def receive(self, timeout_s: float | None = None) -> StreamResult | StreamError:
+    async def receive(self, timeout_s: float | None = None) -> StreamAnswer:
         """The next answer; ``TimeoutError`` after ``timeout_s`` (default the client's), ``StreamClosedError``."""
         try:
             message = await asyncio.wait_for(
@@ -688,42 +696,32 @@ class AsyncStream(_AsyncClosing):
         return _parse_message(message)
 
     async def results(
-        self,
-        frames: Iterable[ImageInput] | AsyncIterable[ImageInput],
-        *,
-        fps: float | None = None,
-        drain_s: float = DRAIN_S,
-    ) -> AsyncIterator[StreamResult | StreamError]:
+        self, frames: Iterable[ImageInput] | AsyncIterable[ImageInput], *, fps: float | None = None
+    ) -> AsyncIterator[StreamAnswer]:
         """See ``Stream.results``: frames sent from a task at most ``fps`` a second, answers yielded as they come."""
-        pacer, drain = _Pacer(fps or self.ready.limits.max_fps), _Drain(drain_s)
+        pacer, pending = _Pacer(fps or self.ready.limits.max_fps), _Outstanding(self._timeout_s)
 
         async def feed() -> None:
-            last: int | None = None
             try:
                 async for frame in _aiter(frames):
                     await asyncio.sleep(pacer.delay_s())
-                    last = await self.send(frame)
+                    pending.sent(await self.send(frame))
             finally:
-                drain.fed(last)
+                pending.fed()
 
         feeder = asyncio.create_task(feed())
         try:
-            while not drain.done():
-                timeout_s = drain.wait_s() if feeder.done() else self._timeout_s
-                receiving = asyncio.ensure_future(self.receive(timeout_s=timeout_s))
-                if not feeder.done():
-                    await asyncio.wait({receiving, feeder}, return_when=asyncio.FIRST_COMPLETED)
-                    if not receiving.done():  # the feed ended (or failed) first: look at the drain again
-                        receiving.cancel()
-                        await asyncio.gather(receiving, return_exceptions=True)
-                        feeder.result()
-                        continue
+            while not pending.done():
+                if feeder.done():
+                    feeder.result()  # a failed feed raises here
                 try:
-                    message = await receiving
+                    message = await self.receive(timeout_s=_POLL_S)
                 except TimeoutError:
+                    pending.check()
                     continue
-                drain.answered(message)
+                pending.answered(message)
                 yield message
+            await feeder
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)

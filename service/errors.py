@@ -11,6 +11,7 @@ class here. This module imports nothing but the standard library.
         BadImage          400 bad_image             not an image, truncated or corrupt
       Unauthorized        401 unauthorized          API keys configured and none/wrong given
       Forbidden           403 forbidden             an admin route while no admin token is configured
+        OriginNotAllowed  403 origin_not_allowed    a browser page of another site opening WS /stream
       TooLarge            413 too_large             upload over max_upload_bytes (checked while streaming)
         TooManyPixels     413 too_many_pixels       width x height over max_pixels (from the header)
         TooManyScans      413 too_many_scans        a JPEG with more scans than any encoder writes, or
@@ -78,6 +79,10 @@ class Unauthorized(DeepFERError):
 class Forbidden(DeepFERError):
     code = "forbidden"
     status = 403
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
 
 
 class TooLarge(DeepFERError):

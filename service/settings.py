@@ -125,10 +125,25 @@ class Settings(BaseSettings):
     stream_max_message_bytes: int = Field(
         4_000_000, ge=1024, description="one binary frame of WS /stream; larger closes the stream with 1009"
     )
-    # 30: a webcam's rate; frames sent faster are dropped and counted, never queued.
+    # 30: a webcam's rate; frames sent faster are answered "dropped" and counted, never queued.
     stream_max_fps: float = Field(30.0, gt=0, description="frames/s one stream may send; the excess is dropped")
+    # A token bucket of 4 frames refilled at stream_max_fps: a webcam driver that hands over frames in pairs, or a
+    # network hiccup that delivers 100 ms of a 30 fps camera at once, loses nothing; a sender above the rate on
+    # average loses the excess. A burst costs no memory: accepted frames share the one-frame mailbox.
+    stream_burst_frames: int = Field(4, ge=1, description="frames one stream may send at once over stream_max_fps")
     stream_idle_timeout_s: float = Field(
-        30.0, gt=0, description="a stream with no message (and a key not sent) this long is closed with 4408"
+        30.0, gt=0, description="a stream with no message this long is closed with 4408"
+    )
+    # The key is the first thing a client sends, right after the handshake: 5 s is many round trips of a slow
+    # mobile link. Until it comes a socket holds no stream slot, only a connection (max_connections).
+    stream_auth_timeout_s: float = Field(
+        5.0, gt=0, description="with API keys, a stream whose key has not come this long after opening gets 4408"
+    )
+    # Pongs are written whatever the client reads (the websockets library answers each ping at once), so a client
+    # that floods pings and reads nothing grew the process without bound. 1 MiB is 16 times the transport's own
+    # high-water mark, which is all an app message may find waiting before it is sent.
+    stream_max_unsent_bytes: int = Field(
+        1_048_576, ge=65_536, description="bytes waiting for one stream's client to read; past it the stream gets 1008"
     )
     # Each open stream holds a tracker and at most one frame in flight; 64 is max_concurrent_images.
     stream_max_connections: int = Field(64, ge=1, description="open streams per process; one more is closed with 1013")

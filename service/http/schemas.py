@@ -209,6 +209,7 @@ def _face(result: FaceResult) -> Face:
 class StreamLimits(BaseModel):
     max_message_bytes: int
     max_fps: float
+    burst_frames: int = Field(description="frames that may come at once; the budget refills at max_fps")
     idle_timeout_s: float
 
 
@@ -238,8 +239,9 @@ class StreamFace(Face):
 
 
 class StreamDropped(BaseModel):
-    stale: int = Field(description="frames replaced by a newer one before the server got to them")
-    over_rate: int = Field(description="frames sent faster than stream_max_fps")
+    stale: int = Field(description="frames replaced by a newer one before the server got to them (superseded)")
+    over_rate: int = Field(description="frames over the frame budget (rate): burst_frames, refilled at max_fps")
+    busy: int = Field(description="frames that came while the service was overloaded (busy)")
 
 
 class StreamTiming(BaseModel):
@@ -260,8 +262,22 @@ class StreamResult(BaseModel):
 
 
 class StreamError(BaseModel):
-    """A frame that could not be analysed (not an image, too many pixels, overloaded); the stream stays open."""
+    """A frame that could not be analysed (not an image, too many pixels); the stream stays open."""
 
     type: Literal["error"] = "error"
     seq: int
     error: ErrorBody
+
+
+DropReason = Literal["rate", "superseded", "busy"]
+
+
+class StreamFrameDropped(BaseModel):
+    """A frame the server did not analyse, answered anyway so a client waiting for it never waits in vain."""
+
+    type: Literal["dropped"] = "dropped"
+    seq: int
+    reason: DropReason = Field(
+        description="rate: over the frame budget (burst_frames, refilled at max_fps); superseded: a newer frame "
+        "came before the server got to it (latest frame wins); busy: the service was overloaded"
+    )

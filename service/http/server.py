@@ -15,6 +15,14 @@ answered in order: requests pipelined before the bad one get their own answers f
 once, so their answers failed after it with a traceback and a 500 in the metrics). A request whose own body is
 malformed ends for the application as a disconnect, recorded as its 400 (``middleware.MALFORMED``).
 
+``LimitedWebSocketProtocol`` does the same for WebSockets (uvicorn's websockets sans-I/O protocol, whose
+``ws_max_queue`` is not used by it): the websockets library answers every ping with a pong at once and uvicorn
+writes it whatever the client reads, so a client that floods pings and reads nothing grew the process by
+~190 MB; past ``stream_max_unsent_bytes`` waiting for the client the connection is failed with 1008. Invalid
+UTF-8 in a text message is failed with 1007 and a reason, logged in one line (uvicorn logs a traceback). Data
+messages need nothing more: uvicorn stops reading after each until the app takes it, and the app's sends wait
+for the transport to drain.
+
 ``DrainingServer`` changes what SIGTERM does: ``/readyz`` turns 503 at once while the listener keeps serving for
 ``pre_drain_s`` (the time a Kubernetes endpoint update or a load balancer's health check needs to stop sending
 traffic), then uvicorn drains in-flight requests for up to ``graceful_shutdown_s`` and the process exits 0. A
@@ -47,7 +55,11 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from deepfer.http.middleware import MALFORMED
 from deepfer.http.schemas import ErrorResponse
@@ -219,6 +231,66 @@ class LimitedProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, self.transport.close)
 
 
+class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets protocol with a bound on what waits for the client, and a quiet 1007."""
+
+    def __init__(self, *args: Any, max_unsent_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_unsent_bytes = max_unsent_bytes
+        self._failed = False
+
+    async def send(self, message: ASGISendEvent) -> None:
+        # A send waiting for the buffer to drain when the connection was failed under the app: to the app, the
+        # client has gone (uvicorn would raise "websocket.send after websocket.close" and log a traceback).
+        await self.writable.wait()
+        if self._failed:
+            raise ClientDisconnected
+        await super().send(message)
+
+    def handle_ping(self) -> None:
+        # The library has queued the pong already; what the transport still holds is what the client left unread.
+        if self.transport.get_write_buffer_size() > self._max_unsent_bytes:
+            unread = f"over {self._max_unsent_bytes} bytes unread"
+            self._fail(1008, f"pings faster than their pongs are read ({unread})", read_on=False)
+            return
+        super().handle_ping()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError as error:
+                self.frames = []
+                self._fail(1007, f"a text message that is not UTF-8 (byte {error.start})")
+                return
+        super().send_receive_event_to_app()
+
+    def _fail(self, code: int, reason: str, *, read_on: bool = True) -> None:
+        """Tell the app, send the close frame after what is already waiting, and linger: closing a socket with the
+        client's bytes unread sends a reset, which destroys the close frame in the client's buffers before it is
+        read. Half-close, and cut off a client that has not completed the close after the close timeout uvicorn
+        gives every closing handshake. Meanwhile what the client sends is discarded (``read_on``, so a client
+        that reads gets its close handshake), or not read at all: a flood then stalls in the client's buffers."""
+        if self.close_sent or self.conn.state is not State.OPEN:
+            return
+        client = "{}:{}".format(*self.client) if self.client else "?"
+        log.info("WebSocket %s closed with %d: %s", client, code, reason)
+        self._failed = True
+        self.conn.fail(code, reason)  # from here the library discards what the client sends
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.write_eof()
+        if not read_on:
+            # Paused behind uvicorn's back: it resumes reading when the app takes a message if it paused it.
+            self.read_paused = False
+            self.transport.pause_reading()
+        elif self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)  # uvicorn closes on it
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.Config`` keywords of ``deepfer serve`` (and of the test servers, so they run the same limits)."""
     limits = ConnectionLimits(
@@ -232,6 +304,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         # WS /stream: a larger message is refused by the websockets layer as it arrives (close 1009).
+        "ws": partial(LimitedWebSocketProtocol, max_unsent_bytes=settings.stream_max_unsent_bytes),
         "ws_max_size": settings.stream_max_message_bytes,
         # Rounded up, not down: uvicorn takes whole seconds, and int(0.5) = 0 would cancel every in-flight
         # request the moment the drain begins instead of letting it finish.

@@ -1,5 +1,6 @@
 """``Client.stream()`` and ``AsyncClient.stream()`` against real servers: the session server (no keys) and one
-with an API key, both running the shipped models on real images from tests/data."""
+with an API key and a low frame budget (2 frames/s, one at a time), both running the shipped models on real images
+from tests/data."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from deepfer.client import AsyncClient, Client, StreamClosedError, stream_url
-from deepfer.http.schemas import StreamError, StreamResult
+from deepfer.client import AsyncClient, Client, StreamAnswer, StreamClosedError, stream_url
+from deepfer.http.schemas import StreamError, StreamFrameDropped, StreamResult
 from tests.imaging import DATA
 
 SCENE = DATA / "scenes" / "scene_0000.jpg"
@@ -24,12 +25,14 @@ FRAMES = 6
 
 @pytest.fixture(scope="module")
 def keyed(live_server: Callable[..., Any]) -> Iterator[str]:
-    with live_server(api_keys=[API_KEY]) as url:
+    with live_server(api_keys=[API_KEY], stream_max_fps=2.0, stream_burst_frames=1) as url:
         yield url
 
 
-def results_only(messages: list[StreamResult | StreamError]) -> list[StreamResult]:
-    assert all(isinstance(message, StreamResult) for message in messages), messages
+def results_only(messages: list[StreamAnswer]) -> list[StreamResult]:
+    """The results among a stream's answers, which answer every frame in order."""
+    assert [message.seq for message in messages] == list(range(len(messages))), messages
+    assert not [message for message in messages if isinstance(message, StreamError)], messages
     return [message for message in messages if isinstance(message, StreamResult)]
 
 
@@ -51,14 +54,13 @@ def test_a_sync_stream_answers_each_frame_with_tracks(server_url: str) -> None:
     assert [result.seq for result in results] == list(range(FRAMES))
     assert all(result.faces for result in results)
     assert all(face.track_id is not None for face in results[-1].faces)
-    assert results[-1].dropped.stale == results[-1].dropped.over_rate == 0
+    assert results[-1].dropped.stale == results[-1].dropped.over_rate == results[-1].dropped.busy == 0
 
 
 def test_results_feeds_an_iterable_and_yields_every_answer(server_url: str) -> None:
     frames = [SCENE.read_bytes()] * FRAMES
     with Client(server_url) as client, client.stream() as stream:
-        # Paced below the server's max_fps, one at a time: every frame is answered (none over-rate or stale
-        # at this rate on this machine is not promised, so only the last frame's answer is).
+        # Paced below the server's max_fps: every frame is answered, the last one (the newest) with a result.
         results = results_only(list(stream.results(frames, fps=10)))
     assert results[-1].seq == FRAMES - 1
     assert all(face.track_id is not None for face in results[-1].faces)
@@ -69,7 +71,7 @@ def test_an_async_stream_sends_arrays_and_yields_tracks(server_url: str) -> None
 
     image = cv2.imread(str(OTHER))
 
-    async def run() -> list[StreamResult | StreamError]:
+    async def run() -> list[StreamAnswer]:
         async with AsyncClient(server_url) as client, await client.stream() as stream:
             assert stream.ready.limits.max_message_bytes > 0
             first = await stream.send(image)
@@ -138,3 +140,31 @@ def test_closing_a_stream_is_a_normal_close_and_the_service_serves_on(server_url
         with client.stream() as again:
             again.send(SCENE)
             assert isinstance(again.receive(), StreamResult)
+
+
+def test_a_sender_faster_than_max_fps_gets_every_answer_and_the_loop_ends(keyed: str) -> None:
+    """20 frames/s against 2 (one at a time): every frame is answered, most of them "dropped" for the rate, and
+    ``results`` ends as soon as the last is answered instead of waiting out a quiet period."""
+    frames = 12
+    with Client(keyed, api_key=API_KEY, timeout_s=30) as client, client.stream() as stream:
+        started = time.monotonic()
+        answers = list(stream.results([SCENE] * frames, fps=20))
+        took_s = time.monotonic() - started
+    assert [answer.seq for answer in answers] == list(range(frames))
+    dropped = [answer for answer in answers if isinstance(answer, StreamFrameDropped)]
+    assert dropped and {answer.reason for answer in dropped} <= {"rate", "superseded"}
+    assert any(answer.reason == "rate" for answer in dropped)
+    assert any(isinstance(answer, StreamResult) for answer in answers)
+    assert took_s < frames / 20 + 10, f"{took_s:.1f} s"
+
+
+def test_an_async_sender_faster_than_max_fps_gets_every_answer(keyed: str) -> None:
+    frames = 8
+
+    async def run() -> list[StreamAnswer]:
+        async with AsyncClient(keyed, api_key=API_KEY) as client, await client.stream() as stream:
+            return [answer async for answer in stream.results(itertools.repeat(SCENE, frames), fps=20)]
+
+    answers = asyncio.run(asyncio.wait_for(run(), 60))
+    assert [answer.seq for answer in answers] == list(range(frames))
+    assert any(isinstance(answer, StreamFrameDropped) and answer.reason == "rate" for answer in answers)

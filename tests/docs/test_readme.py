@@ -6,10 +6,11 @@ port) and, for shell lines, ``curl`` fails on an HTTP error (``--fail``), so a 4
 printing. Their files (photo.jpg, group.jpg, clip.mp4, ...) are made from the committed test images in a
 scratch folder, the snippets' working directory.
 
-Run: every ```python block, the Quick start's and the API section's shell lines, and the video commands. Not run
-here, each tested elsewhere or not runnable on a test machine: ``make`` (this suite is ``make test``), the
-client generator (tests/http/test_generated_client.py), the reload call (tests/http/test_reload.py), training and
-export (hours of TensorFlow; tests/training/), Docker, Compose and kubectl (tests/deploy/).
+Run: every ```python block (the stream ones also against a server whose frame budget they outrun, each bounded
+in time), the Quick start's and the API section's shell lines, and the video commands. Not run here, each
+tested elsewhere or not runnable on a test machine: ``make`` (this suite is ``make test``), the client generator
+(tests/http/test_generated_client.py), the reload call (tests/http/test_reload.py), training and export (hours of
+TensorFlow; tests/training/), Docker, Compose and kubectl (tests/deploy/).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -76,20 +79,43 @@ def run_shell(line: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
+STREAM_BLOCKS = [index for index, block in enumerate(blocks("python")) if "stream" in block]
+
+
+def run_python(block: str, url: str, cwd: Path, timeout_s: float) -> str:
+    """Run a snippet against ``url`` (its ws:// address, then every http one); its stdout."""
+    code = ADDRESS.sub(url, WS_ADDRESS.sub(url.replace("http://", "ws://"), block))
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout_s
+    )
+    assert done.returncode == 0, f"README python block failed:\n{code}\n{done.stderr}"
+    assert done.stdout.strip(), "the snippet printed nothing"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def outrun_server(live_server: Callable[..., Any]) -> Iterator[str]:
+    """One frame a second, one at a time: every stream snippet sends faster than that."""
+    with live_server(stream_max_fps=1.0, stream_burst_frames=1) as url:
+        yield url
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_snippet_runs_as_written(index: int, server_url: str, workdir: Path) -> None:
-    block = blocks("python")[index]
-    # The stream snippet's ws:// address, then every http one.
-    code = ADDRESS.sub(server_url, WS_ADDRESS.sub(server_url.replace("http://", "ws://"), block))
-    done = subprocess.run(
-        [sys.executable, "-c", code], check=False, cwd=workdir, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, f"README python block {index} failed:\n{code}\n{done.stderr}"
-    assert done.stdout.strip(), "the snippet printed nothing"
+    run_python(blocks("python")[index], server_url, workdir, timeout_s=120)
+
+
+@pytest.mark.parametrize("index", STREAM_BLOCKS)
+def test_stream_snippet_ends_when_it_outruns_the_frame_budget(index: int, outrun_server: str, workdir: Path) -> None:
+    """A client faster than max_fps: every frame is still answered ("dropped"), so a snippet that waits for
+    answers ends (each bounded in time; a silently dropped frame hung the raw WebSocket one)."""
+    stdout = run_python(blocks("python")[index], outrun_server, workdir, timeout_s=60)
+    assert "dropped" in stdout or "rate" in stdout, stdout
 
 
 def test_the_python_snippets_are_found() -> None:
     assert len(blocks("python")) >= 2  # the sync and the async client
+    assert len(STREAM_BLOCKS) == 3  # the raw WebSocket, the sync and the async client's streams
 
 
 QUICK_START = [line for line in shell_lines("Quick start") if line.startswith("curl")]

@@ -66,7 +66,7 @@ RECORD_STREAMS = """
       window.__stream.opened += 1;
       this.addEventListener("message", (event) => {
         const message = JSON.parse(event.data);
-        if (message.type === "result" || message.type === "error") window.__stream.answered += 1;
+        if (["result", "error", "dropped"].includes(message.type)) window.__stream.answered += 1;
         if (message.type === "result") window.__stream.last = message;
       });
     }

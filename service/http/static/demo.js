@@ -264,18 +264,19 @@
 
   // ---- live mode: WS /stream ----------------------------------------------------------------------------
   //
-  // One frame in flight: the next is captured when the previous one's result (or error) arrives, and no sooner
-  // than 1/rate (nor the server's max_fps) after the previous send, so a slow server lowers the frame rate
-  // instead of growing a queue. A frame the server drops gets no answer; after STALL_MS without one the next
-  // frame goes anyway. A dropped connection (a server restart) is retried with backoff and sending resumes; a
-  // refused key or a protocol error is shown and not retried, since retrying cannot fix it.
+  // One frame in flight: the next is captured when the previous one's answer arrives (the server answers every
+  // frame: a result, an error, or "dropped"), and no sooner than 1/rate (nor the server's max_fps) after the
+  // previous send, so a slow server lowers the frame rate instead of growing a queue. A dropped connection (a
+  // server restart) is retried with backoff and sending resumes; a refused key or a protocol error is shown and
+  // not retried, since retrying cannot fix it.
 
-  const STALL_MS = 3000;
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
   // Close codes after which a reconnect would fail the same way (see service/http/stream.py).
   const FINAL_CLOSES = {
     4401: "The service refused the API key",
     1003: "The service refused what the page sent",
+    1007: "The service refused what the page sent",
+    1008: "The service refused what the page sent",
     1009: "The frame was too large for the service",
   };
 
@@ -324,7 +325,7 @@
     return url.href;
   }
 
-  /** Send one frame once the gap (1/rate, or the server's 1/max_fps plus a margin) has passed; arm the stall timer. */
+  /** Send one frame once the gap (1/rate, or the server's 1/max_fps) has passed. */
   function scheduleFrame(stream) {
     clearTimeout(live.timer);
     const gapMs = Math.max(1000 / Number(ui.liveRate.value), stream.minGapMs);
@@ -337,7 +338,6 @@
       stream.sent += 1;
       stream.lastSentAt = performance.now();
       stream.socket.send(blob);
-      live.timer = setTimeout(() => scheduleFrame(stream), STALL_MS);
     }, wait);
   }
 
@@ -345,8 +345,7 @@
     const message = JSON.parse(event.data);
     if (message.type === "ready") {
       live.attempt = 0;
-      // 10% over the server's minimum gap, so network jitter never makes a frame arrive too early to be kept.
-      stream.minGapMs = 1100 / message.limits.max_fps;
+      stream.minGapMs = 1000 / message.limits.max_fps;
       setStreamState("live", "Live: analysing the camera on the stream.");
     } else if (message.type === "result") {
       const size = stream.sizes.get(message.seq);
@@ -360,6 +359,8 @@
     } else if (message.type === "error") {
       stream.sizes.delete(message.seq);
       setStatus(`Frame ${message.seq}: ${message.error.message}`, true);
+    } else if (message.type === "dropped") {
+      stream.sizes.delete(message.seq);
     } else {
       return;
     }
