@@ -401,18 +401,74 @@ def _add_video(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="OUT.json",
         help="also write per-track summaries: first/last time, duration, dominant emotion, share of time per emotion",
     )
+    parser.add_argument(
+        "--min-track-s",
+        type=_non_negative,
+        metavar="S",
+        help="a face gets a track ID (a CSV track_id, a plot panel, a summary) once tracked this long, in seconds "
+        "(default: DEEPFER_VIDEO_MIN_TRACK_S)",
+    )
+    parser.add_argument(
+        "--min-track-score",
+        type=_share,
+        metavar="P",
+        help="... and once its mean detection score reaches this, 0-1 (default: DEEPFER_VIDEO_MIN_TRACK_SCORE)",
+    )
+    parser.add_argument(
+        "--scene-cut-change",
+        type=_cut_share,
+        metavar="P",
+        help="a frame this different from the previous analysed one is a scene cut and ends every track: (1 - r) / 2 "
+        "of their 32x18 grey thumbnails, above 0 up to 1 (default: DEEPFER_VIDEO_SCENE_CUT_CHANGE); 1 cuts only to "
+        "a negative of the previous picture",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(handler=_video)
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _cut_share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
 
 
 def _video(args: argparse.Namespace, settings: Settings) -> int:
     """``deepfer video``: 0 on success, 1 when the video or the service fails (with one readable line)."""
     from deepfer.client import DeepFERClientError
     from deepfer.errors import DeepFERError
-    from deepfer.video import DEFAULT_IN_FLIGHT, analyse_video
+    from deepfer.tracking import TrackerSettings
+    from deepfer.video import DEFAULT_IN_FLIGHT, analyse_video, check_outputs
     from deepfer.video.analysers import local_analyser, remote_analyser
     from deepfer.video.frames import VideoError
 
+    def given(flag: float | None, setting: float) -> float:
+        return setting if flag is None else flag
+
+    tracker_settings = TrackerSettings(
+        min_track_s=given(args.min_track_s, settings.video_min_track_s),
+        min_track_score=given(args.min_track_score, settings.video_min_track_score),
+    )
+    try:
+        # Before the models load or a frame is decoded: a missing encoder or folder costs no analysis.
+        check_outputs(args.out, annotated=args.annotated, plot=args.plot, summary=args.summary)
+    except VideoError as error:
+        print(f"deepfer video: {error}", file=sys.stderr)
+        return 2
     analyser = remote_analyser(args.url, args.api_key) if args.url else local_analyser(settings)
 
     async def run() -> int:
@@ -426,6 +482,8 @@ def _video(args: argparse.Namespace, settings: Settings) -> int:
                 plot=args.plot,
                 plot_tracks=args.plot_tracks,
                 summary=args.summary,
+                tracker_settings=tracker_settings,
+                scene_cut_change=given(args.scene_cut_change, settings.video_scene_cut_change),
                 progress=not args.no_progress,
                 in_flight=args.in_flight or DEFAULT_IN_FLIGHT,
             )

@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     # Each open stream holds a tracker and at most one frame in flight; 64 is max_concurrent_images.
     stream_max_connections: int = Field(64, ge=1, description="open streams per process; one more is closed with 1013")
 
+    # deepfer video's tracks (deepfer.tracking, deepfer.video.cuts), measured by bench/video_tracks.py on shots made
+    # from the public scenes (README, Video analysis). The live stream keeps naming people on their third frame.
+    video_min_track_s: float = Field(
+        0.3, ge=0, description="a face gets a track ID once tracked this long (all frames in a row)"
+    )
+    video_min_track_score: float = Field(
+        0.5, ge=0, le=1, description="...and once its mean detection score reaches this"
+    )
+    video_scene_cut_change: float = Field(
+        0.15, gt=0, le=1, description="(1 - r) / 2 of two frames' grey thumbnails at which a scene cut is seen"
+    )
+
     # Metrics: by default /metrics is on the API port, behind the API keys. A scrape port serves it there too,
     # with no key, for scrapers that cannot send one (Kubernetes' prometheus.io annotations); keep it in-cluster.
     metrics_port: int | None = Field(None, ge=1, le=65535, description="open /metrics listener; none if unset")

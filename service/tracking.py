@@ -28,10 +28,14 @@ One frame, in ``Tracker.update``:
    Maximising that slack, rather than minimising cost with refused pairs at a large price, never trades one
    good pair for two mediocre ones: the large-price form maximises the number of pairs first, and on a crossing
    that swaps two identities whenever the swap keeps both pairs inside the gate.
-5. Birth. An unmatched detection starts a tentative track; it gets an ID on its ``min_hits``-th consecutive hit,
-   so a false positive lasting a frame or two never becomes a person. IDs count 1, 2, 3... over confirmed tracks.
+5. Birth. An unmatched detection starts a tentative track; it gets an ID once it has ``min_hits`` consecutive
+   hits spanning at least ``min_track_s`` with a mean detection score of at least ``min_track_score``, so a false
+   positive lasting a frame or two never becomes a person. IDs count 1, 2, 3... over confirmed tracks.
 6. Smooth each matched track's probabilities (``low_pass``) and add the time since its previous frame to its
    emotion shares.
+
+Between frames, ``cut`` ends every track at once: the caller saw a scene cut (``deepfer.video.cuts``), after which
+a face at the same place is somebody else.
 
 Libraries considered (this project is MIT-licensed and runs numpy 2; metadata of each wheel read from PyPI):
 
@@ -86,6 +90,14 @@ class TrackerSettings:
     # Consecutive hits before a tentative track gets an ID: 3 frames is 0.12 s at 25 fps, and YuNet's false
     # positives rarely survive three frames in one place.
     min_hits: int = 3
+    # And at least this long from its first frame to its latest, all hits: a count of frames is a shorter time at a
+    # higher frame rate, a false positive's life is not. 0 here, so the live stream names people on their third
+    # frame; ``deepfer video`` passes its measured default (``Settings.video_min_track_s``).
+    min_track_s: float = 0.0
+    # And a mean detection score over its frames of at least this (detections without a score do not count):
+    # a blob that fires the detector weakly frame after frame stays tentative. 0 here, as above
+    # (``Settings.video_min_track_score``).
+    min_track_score: float = 0.0
     # A confirmed track unseen for longer than this has ended: a head turned away or a hand in front of the face
     # for up to this long keeps its ID.
     max_gap_s: float = 1.5
@@ -103,6 +115,10 @@ class TrackerSettings:
             raise ValueError(f"min_hits must be at least 1, got {self.min_hits}")
         if self.max_size_ratio < 1:
             raise ValueError(f"max_size_ratio must be at least 1, got {self.max_size_ratio}")
+        if self.min_track_s < 0:
+            raise ValueError(f"min_track_s must not be negative, got {self.min_track_s}")
+        if not 0 <= self.min_track_score <= 1:
+            raise ValueError(f"min_track_score must be in [0, 1], got {self.min_track_score}")
         if self.max_centre_drift_per_s < 0:
             raise ValueError(f"max_centre_drift_per_s must not be negative, got {self.max_centre_drift_per_s}")
         for name in ("max_centre_distance", "max_gap_s", "smoothing_time_constant_s", "velocity_window_s"):
@@ -119,6 +135,9 @@ class Detection:
     # 5 x 2 (eyes, nose tip, mouth corners) or None: carried through to the output, not used for association,
     # because they move with the box and add nothing to where it is.
     landmarks: NDArray[np.float32] | None = None
+    # The detector's score, 0..1, or None where the caller has none: only a track's birth reads it
+    # (``min_track_score``).
+    score: float | None = None
 
     def __post_init__(self) -> None:
         if np.shape(self.probabilities) != (len(LABELS),):
@@ -230,6 +249,8 @@ class _Track:
     # (time s, centre x, y) of recent frames: the first is the latest at or before velocity_window_s ago.
     centres: deque[tuple[float, NDArray[np.float64]]] = field(default_factory=deque)
     hits: int = 1  # frames matched; all consecutive until confirmed, as a tentative track ends at its first miss
+    score_sum: float = 0.0  # detection scores of the frames that had one, and how many did
+    scored: int = 0
     share_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(len(LABELS)))  # seconds per emotion
     seen_last_frame: bool = True
 
@@ -254,7 +275,23 @@ class _Track:
         self.share_s[int(np.argmax(self.smoothed))] += gap_s / 2
         self.box, self.raw, self.last_s = box, raw, time_s
         self.hits += 1
+        self.add_score(detection.score)
         self.seen_last_frame = True
+
+    def add_score(self, score: float | None) -> None:
+        if score is not None:
+            self.score_sum += score
+            self.scored += 1
+
+    def ready(self, settings: TrackerSettings) -> bool:
+        """Whether a tentative track has shown enough to be a person: hits, time seen and mean score."""
+        # The time is compared with a nanosecond's slack: 0.3 s from frame times such as 12 / 40 s may land a
+        # rounding error short.
+        return (
+            self.hits >= settings.min_hits
+            and self.last_s - self.first_s >= settings.min_track_s - 1e-9
+            and (self.scored == 0 or self.score_sum / self.scored >= settings.min_track_score)
+        )
 
     def summary(self, ended: bool) -> TrackSummary:
         assert self.track_id is not None, "only confirmed tracks are summarised"
@@ -323,10 +360,11 @@ class Tracker:
                     smoothed=probabilities.copy(),
                     centres=deque([(time_s, _centre(box))]),
                 )
+                track.add_score(detection.score)
                 self._live.append(track)
                 track_of[index] = track
         for track in track_of.values():
-            if track.track_id is None and track.hits >= self.settings.min_hits:
+            if track.track_id is None and track.ready(self.settings):
                 track.track_id, self._next_id = self._next_id, self._next_id + 1
 
         return [
@@ -337,6 +375,12 @@ class Tracker:
             )
             for index, detection in enumerate(detections)
         ]
+
+    def cut(self) -> None:
+        """A scene cut: every track ends here (a confirmed one is summarised, a tentative one forgotten), so the
+        next frame's faces start new tracks instead of taking the IDs of whoever stood at those places before."""
+        self._ended += [track.summary(ended=True) for track in self._live if track.track_id is not None]
+        self._live = []
 
     def summaries(self) -> list[TrackSummary]:
         """Every confirmed track so far, ended and live, by track ID."""

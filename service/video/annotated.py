@@ -12,10 +12,14 @@ libx265 are GPL, which an image we distribute should not carry for a feature the
 
 from __future__ import annotations
 
+import importlib.util
+import shlex
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from importlib.metadata import PackageNotFoundError, requires
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,6 +52,52 @@ ENCODINGS: Final[dict[str, Encoding]] = {
 PIXEL_FORMAT: Final = "yuv420p"
 #: Presentation times are written in units of 1/90000 s (MPEG's clock), fine enough for any source's times.
 TIME_BASE: Final = Fraction(1, 90_000)
+
+
+def pyav_install_hint() -> str:
+    """How to get PyAV into the Python that runs this command, for each way the README installs deepfer.
+
+    A pip install and the Makefile's ``.venv`` both have pip, and ``python -m pip`` with this very interpreter
+    installs into the environment the command runs from, whichever it is (``pip`` on the PATH may belong to
+    another). The service's Docker image has no pip (removed to stay small) and leaves PyAV out on purpose, so there
+    the answer is to run the video command elsewhere and use the container's models through ``--url``.
+    """
+    requirement = _video_requirement()
+    try:
+        has_pip = importlib.util.find_spec("pip") is not None
+    except ValueError:  # a module set to None in sys.modules has no spec
+        has_pip = False
+    if not has_pip:
+        return (
+            "this environment has no pip to add it (the service's Docker image leaves PyAV out on purpose): run "
+            "`deepfer video --annotated` from a pip install (pip install 'deepfer[video]') or the Makefile's .venv "
+            "(.venv/bin/pip install -e '.[video]'), with --url http://HOST:8000 to use the container's models"
+        )
+    return f"install it into this Python with `{shlex.quote(sys.executable)} -m pip install '{requirement}'`"
+
+
+def _video_requirement() -> str:
+    """PyAV's requirement as the installed package declares it for the extra ``video`` (``av>=14``), so the hint
+    never drifts from pyproject.toml; plain ``av`` when deepfer runs from a checkout that was never installed."""
+    try:
+        declared = requires("deepfer") or []
+    except PackageNotFoundError:
+        declared = []
+    return next((line.split(";")[0].strip() for line in declared if 'extra == "video"' in line), "av")
+
+
+def check_annotated(path: Path) -> Encoding:
+    """The encoding for ``path``, once it is known the encoder is there: a run that would fail only at its first
+    annotated frame fails before any work instead."""
+    encoding = encoding_for(path)
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        raise VideoError(
+            f"--annotated needs PyAV (the extra deepfer[video]) for its H.264/VP9 encoders, and it is not installed: "
+            f"{pyav_install_hint()}"
+        ) from None
+    return encoding
 
 
 def encoding_for(path: Path) -> Encoding:
@@ -91,11 +141,9 @@ class AnnotatedWriter:
 @contextmanager
 def open_annotated_writer(path: Path, info: VideoInfo) -> Iterator[AnnotatedWriter]:
     """A writer for ``path`` at the source's size (rounded up to even), its codec chosen by the extension."""
-    encoding = encoding_for(path)
-    try:
-        import av
-    except ImportError:
-        raise VideoError("--annotated needs PyAV for its H.264/VP9 encoders: pip install 'deepfer[video]'") from None
+    encoding = check_annotated(path)
+    import av
+
     try:
         container = av.open(str(path), mode="w", format=encoding.container, options=encoding.container_options)
     except (OSError, av.FFmpegError) as error:

@@ -1,7 +1,8 @@
 """Where ``deepfer video`` puts its results: one analysed frame at a time, as CSV rows or JSON lines.
 
 Each face carries its ``track_id`` (the same person keeps it across frames; empty/null while the track is
-tentative, before ``min_hits`` frames) and its track's smoothed probabilities next to the frame's raw ones.
+tentative, before it has been tracked for ``min_track_s`` with ``min_track_score``) and its track's smoothed
+probabilities next to the frame's raw ones.
 """
 
 from __future__ import annotations
@@ -124,11 +125,17 @@ class JsonLinesWriter:
         self._stream.write(json.dumps(line) + "\n")
 
 
+def check_result_path(path: Path) -> None:
+    """Refuse an extension that names no format: ``.csv`` or JSON lines (``.jsonl``, ``.ndjson``, ``.json``)."""
+    if path.suffix.lower() not in RESULT_SUFFIXES:
+        raise VideoError(
+            f"unknown output format {path.suffix.lower()!r} for {path}: use .csv, .jsonl, .ndjson or .json"
+        )
+
+
 @contextmanager
 def open_result_writer(path: Path) -> Iterator[ResultWriter]:
-    """The writer the file's extension asks for: ``.csv`` or JSON lines (``.jsonl``, ``.ndjson``, ``.json``)."""
-    suffix = path.suffix.lower()
-    if suffix not in RESULT_SUFFIXES:
-        raise VideoError(f"unknown output format {suffix!r} for {path}: use .csv, .jsonl, .ndjson or .json")
+    """The writer the file's extension asks for (``check_result_path``)."""
+    check_result_path(path)
     with path.open("w", newline="", encoding="utf-8") as stream:
-        yield CsvWriter(stream) if suffix in CSV_SUFFIXES else JsonLinesWriter(stream)
+        yield CsvWriter(stream) if path.suffix.lower() in CSV_SUFFIXES else JsonLinesWriter(stream)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,8 @@ from numpy.typing import NDArray
 from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
-from deepfer.drawing import EMOTION_BGR
-from deepfer.http.schemas import PredictResponse
+from deepfer.drawing import EMOTION_BGR, draw_faces
+from deepfer.http.schemas import Face, PredictResponse
 from deepfer.settings import Settings
 from deepfer.tracking import TrackSummary
 from deepfer.video import analyse_video
@@ -219,7 +222,7 @@ def vfr_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tracks_summary_and_panels_follow_the_containers_times(
     vfr_clip: Path, tmp_path: Path, labelled_boxes: dict[str, list[tuple[float, ...]]]
 ) -> None:
-    """Three people, IDs from their third frame; the 2 s pause ends those tracks and starts three new ones."""
+    """Three people, IDs once tracked for 0.3 s; the 2 s pause ends those tracks and starts three new ones."""
     out, summary, plot = tmp_path / "r.csv", tmp_path / "summary.json", tmp_path / "plot.png"
     argv = ["video", str(vfr_clip), "--out", str(out), "--summary", str(summary), "--plot", str(plot)]
     assert main([*argv, "--plot-tracks", "2", "--no-progress"]) == 0
@@ -232,10 +235,10 @@ def test_tracks_summary_and_panels_follow_the_containers_times(
         by_frame.setdefault(int(row["frame"]), []).append(row)
     assert all(len(faces) == 3 for faces in by_frame.values()), {f: len(r) for f, r in by_frame.items()}
     ids = {frame: sorted(row["track_id"] for row in faces) for frame, faces in by_frame.items()}
-    # min_hits = 3: tentative (empty) for two frames, then an ID; after the pause, new people.
-    assert ids[0] == ids[1] == ids[5] == ids[6] == ["", "", ""]
-    assert all(ids[frame] == ["1", "2", "3"] for frame in (2, 3, 4))
-    assert all(ids[frame] == ["4", "5", "6"] for frame in range(7, 12))
+    # Tentative (empty) until tracked for 0.3 s (DEEPFER_VIDEO_MIN_TRACK_S), then an ID; after the pause, new people.
+    assert ids[0] == ids[1] == ids[2] == ids[5] == ids[6] == ids[7] == ["", "", ""]
+    assert all(ids[frame] == ["1", "2", "3"] for frame in (3, 4))
+    assert all(ids[frame] == ["4", "5", "6"] for frame in range(8, 12))
     # Each ID stays on one labelled face: same box (within the codec's noise) in every frame it is on.
     boxes: dict[str, set[int]] = {}
     truth = labelled_boxes["scene_0000.jpg"]
@@ -367,3 +370,226 @@ def test_answers_arriving_out_of_order_are_taken_in_frame_order(vfr_clip: Path, 
     assert [result.frame for result in crossed] == list(range(len(VFR_TIMES)))
     assert [[t.track_id for t in r.tracks] for r in crossed] == [[t.track_id for t in r.tracks] for r in sequential]
     assert (tmp_path / "crossed.csv").read_text() == (tmp_path / "sequential.csv").read_text()
+
+
+# --- a track is a person: a transient face and a hard cut ---------------------------------------------------------
+
+#: The cut clip at 25 frames/s: scene 0 for 0.8 s, a hard cut to scene 2 for 0.8 s. A FER face (a real face, but
+#: one on screen for 4 frames, 0.12 s from its first to its last: what a reflection or a passer-by at the edge
+#: gives) is pasted into frames 6-9 where scene 0 has none. Scene 2's face 1 sits where scene 0's face 1 was (IoU
+#: 0.33, sizes 174 and 151 px): a tracker without cuts carries that ID across to the other person.
+CUT_FPS, SHOT_FRAMES = 25, 20
+TRANSIENT_FRAMES = range(6, 10)
+TRANSIENT_BOX = (500, 360, 110, 110)  # x, y, width, height: the free lower right of scene 0
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each frame shifted by up to 2 px (a hand-held camera), so boxes jitter as in real footage."""
+    path = tmp_path_factory.mktemp("cut") / "cut.mp4"
+    rng = np.random.default_rng(0)
+    face = cv2.imread(str(next((DATA / "faces" / "test" / "happy").glob("*.jpg"))))
+    x, y, width, height = TRANSIENT_BOX
+    transient = cv2.resize(face, (width, height), interpolation=cv2.INTER_CUBIC)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), CUT_FPS, (640, 480))
+    for index in range(2 * SHOT_FRAMES):
+        image = cv2.imread(str(SCENES / ("scene_0000.jpg" if index < SHOT_FRAMES else "scene_0002.jpg")))
+        if index in TRANSIENT_FRAMES:
+            image[y : y + height, x : x + width] = transient
+        shift = np.float32([[1, 0, rng.uniform(-2, 2)], [0, 1, rng.uniform(-2, 2)]])
+        writer.write(cv2.warpAffine(image, shift, (640, 480), borderMode=cv2.BORDER_REFLECT))
+    writer.release()
+    return path
+
+
+def test_tracks_start_and_end_where_the_people_do(
+    cut_clip: Path, tmp_path: Path, labelled_boxes: dict[str, list[tuple[float, ...]]]
+) -> None:
+    """Three people until the cut, three others after it, nothing else: the transient face (detected, so a
+    track could have been made of it) gets no ID, no panel and no summary, and no ID crosses the cut."""
+    out, summary, plot = tmp_path / "r.csv", tmp_path / "s.json", tmp_path / "p.png"
+    argv = ["video", str(cut_clip), "--out", str(out), "--summary", str(summary), "--plot", str(plot)]
+    assert main([*argv, "--plot-tracks", "6", "--no-progress"]) == 0
+
+    rows = read_csv(out)
+    transient_rows = [
+        row
+        for row in rows
+        if row["face"] and iou(tuple(float(row[k]) for k in ("x", "y", "width", "height")), TRANSIENT_BOX) > 0.3
+    ]
+    # The detector fires on it in at least 3 of its 4 frames: enough for a third-consecutive-frame rule.
+    assert len(transient_rows) >= 3 and {int(row["frame"]) for row in transient_rows} <= set(TRANSIENT_FRAMES)
+    assert all(row["track_id"] == "" for row in transient_rows)
+
+    scenes_of: dict[str, set[str]] = {}
+    for row in rows:
+        if row["track_id"]:
+            frame = int(row["frame"])
+            scene = "scene_0000.jpg" if frame < SHOT_FRAMES else "scene_0002.jpg"
+            box = tuple(float(row[k]) for k in ("x", "y", "width", "height"))
+            on = max(range(3), key=lambda i: iou(box, labelled_boxes[scene][i]))
+            assert iou(box, labelled_boxes[scene][on]) > 0.3, (frame, box)
+            scenes_of.setdefault(row["track_id"], set()).add(f"{scene}#{on}")
+    assert all(len(people) == 1 for people in scenes_of.values()), scenes_of  # one person per ID
+    assert len(scenes_of) == 6
+
+    document = json.loads(summary.read_text())
+    assert document["scene_cuts_s"] == pytest.approx([SHOT_FRAMES / CUT_FPS])
+    cut_s, end_s = SHOT_FRAMES / CUT_FPS, (2 * SHOT_FRAMES - 1) / CUT_FPS
+    spans = sorted((t["first_s"], t["last_s"], t["ended"]) for t in document["tracks"])
+    assert (
+        spans
+        == [(0.0, pytest.approx(cut_s - 1 / CUT_FPS), True)] * 3
+        + [(pytest.approx(cut_s), pytest.approx(end_s), False)] * 3
+    )
+    check_plot(plot, panels=6, dominant=[t["dominant_emotion"] for t in document["tracks"]])
+
+
+def test_track_rules_are_flags(cut_clip: Path, tmp_path: Path) -> None:
+    """The old rules through the flags: a track on its third frame (--min-track-s 0 --min-track-score 0) names the
+    transient face, and a cut only at a complete change (--scene-cut-change 1) lets an ID cross to scene 2."""
+    out, summary = tmp_path / "r.csv", tmp_path / "s.json"
+    argv = ["video", str(cut_clip), "--out", str(out), "--summary", str(summary), "--no-progress"]
+    assert main([*argv, "--min-track-s", "0", "--min-track-score", "0", "--scene-cut-change", "1"]) == 0
+    rows = read_csv(out)
+    named = {
+        row["track_id"]
+        for row in rows
+        if row["track_id"] and iou(tuple(float(row[k]) for k in ("x", "y", "width", "height")), TRANSIENT_BOX) > 0.3
+    }
+    assert len(named) == 1
+    document = json.loads(summary.read_text())
+    assert document["scene_cuts_s"] == []
+    assert any(t["first_s"] < SHOT_FRAMES / CUT_FPS < t["last_s"] for t in document["tracks"])
+
+
+@pytest.mark.parametrize("flag", ["--min-track-s=-1", "--min-track-score=1.5", "--scene-cut-change=0"])
+def test_track_flags_are_checked(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["video", "clip.mp4", "--out", str(tmp_path / "r.csv"), flag])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert flag.split("=", maxsplit=1)[0] in err and "must be" in err
+
+
+# --- outputs: checked before the work, written whole or not at all --------------------------------------------------
+
+
+def test_annotated_without_pyav_fails_before_any_work_with_a_hint_that_installs_it(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyAV made unimportable (as in ``pip install 'deepfer[server]'`` without the extra): exit 2, one line, no
+    progress bar, no file at all; the hint's command, run with ``--dry-run``, is one this Python's pip accepts."""
+    monkeypatch.setitem(sys.modules, "av", None)
+    out, annotated, plot = tmp_path / "r.csv", tmp_path / "a.mp4", tmp_path / "p.png"
+    argv = ["video", str(clip), "--out", str(out), "--annotated", str(annotated), "--plot", str(plot)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deepfer video: --annotated needs PyAV"), err
+    assert list(tmp_path.iterdir()) == []
+    command = shlex.split(err.split("`")[1])
+    assert command[:4] == [sys.executable, "-m", "pip", "install"]
+    monkeypatch.delitem(sys.modules, "av")
+    checked = subprocess.run(
+        [*command[:4], "--dry-run", *command[4:]], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "already satisfied" in checked.stdout
+
+
+def test_without_pip_the_hint_is_the_docker_images(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's image has no pip and no PyAV on purpose: the hint says to run the command elsewhere."""
+    monkeypatch.setitem(sys.modules, "av", None)
+    monkeypatch.setitem(sys.modules, "pip", None)
+    assert main(["video", str(clip), "--out", str(tmp_path / "r.csv"), "--annotated", str(tmp_path / "a.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "Docker image" in err and "--url" in err and "pip install 'deepfer[video]'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_output_folder_is_refused_before_any_work(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.csv"
+    assert main(["video", str(clip), "--out", str(out), "--plot", str(tmp_path / "no" / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"the folder {tmp_path / 'no'} does not exist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_leaves_no_half_written_file_and_keeps_the_old_one(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead service fails the run at its first frame, after the outputs were opened: the older result of the
+    same name is still there, whole, and no temporary file is left."""
+    out = tmp_path / "r.csv"
+    out.write_text("an earlier run's result\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["video", str(clip), "--out", str(out), "--url", dead, "--no-progress"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    assert out.read_text() == "an earlier run's result\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_a_run_failing_midway_writes_none_of_its_outputs(clip: Path, tmp_path: Path) -> None:
+    """The real pipeline failing at the 6th frame, with CSV, annotated copy, plot and summary asked for: no file."""
+
+    async def run() -> None:
+        async with local_analyser(Settings()) as analyse:
+            calls = 0
+
+            async def failing(image: NDArray[np.uint8]) -> PredictResponse:
+                nonlocal calls
+                calls += 1
+                if calls == 6:
+                    raise OSError("the disk is full")
+                return await analyse(image)
+
+            await analyse_video(
+                clip,
+                failing,
+                every=1,
+                out=tmp_path / "r.csv",
+                annotated=tmp_path / "a.mp4",
+                plot=tmp_path / "p.png",
+                summary=tmp_path / "s.json",
+                progress=False,
+                in_flight=1,
+            )
+
+    with pytest.raises(OSError, match="disk is full"):
+        asyncio.run(run())
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- labels readable at any frame size ------------------------------------------------------------------------------
+
+
+def label_text_height(width: int, height: int) -> int:
+    """Rows holding the white label text that ``draw_faces`` puts on a face box in the middle of a black frame."""
+    side = min(width, height) // 4
+    face = Face.model_validate(
+        {
+            "box": {"x": width // 2, "y": height // 2, "width": side, "height": side},
+            "emotion": "sad",
+            "probabilities": {label: 1.0 if label == "sad" else 0.0 for label in LABELS},
+            "detection_score": 0.9,
+            "landmarks": None,
+        }
+    )
+    drawn = draw_faces(np.zeros((height, width, 3), np.uint8), [face])
+    # Brighter than the band (sad: BGR 180, 119, 31) in every channel: the text, antialiased edges included.
+    white = np.flatnonzero((drawn[: height // 2].min(axis=2) > 100).any(axis=1))
+    return int(white[-1] - white[0] + 1)
+
+
+def test_label_text_scales_with_the_frame() -> None:
+    """The label's text is 1.5-4.5 % of the frame's height on a 4K frame and on a 320 x 240 one, never under 8 px:
+    a fixed size (13 px) was 0.6 % of a 4K frame (unreadable once the video is scaled to a screen) and 5.4 % of a
+    240 px one."""
+    for width, height in ((3840, 2160), (320, 240)):
+        text_px = label_text_height(width, height)
+        assert 0.015 <= text_px / height <= 0.045, (width, height, text_px)
+        assert text_px >= 8

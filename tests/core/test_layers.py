@@ -41,7 +41,8 @@ LAYERS: list[set[str]] = [
     },
     {"deepfer.http.app", "deepfer.http.server", "deepfer.logs"},
     {"deepfer.client", "deepfer.drawing"},
-    {f"deepfer.video.{name}" for name in ("frames", "annotated", "writers", "plot", "analysers")} | {"deepfer.video"},
+    {f"deepfer.video.{name}" for name in ("frames", "annotated", "writers", "plot", "analysers", "cuts", "outputs")}
+    | {"deepfer.video"},
     {"deepfer.cli"},
 ]
 STAGES_AND_PIPELINE = sorted(LAYERS[1] | LAYERS[2] | LAYERS[3])

@@ -95,6 +95,48 @@ def test_a_short_false_positive_never_gets_an_id_and_a_miss_restarts_a_birth() -
     assert [s.track_id for s in tracker.summaries()] == [1]
 
 
+@pytest.mark.parametrize("fps", [10.0, 60.0])
+def test_min_track_s_is_the_same_time_at_any_frame_rate(fps: float) -> None:
+    """0.3 s: the ID comes on the first frame at least 0.3 s after the track's first, at 10 and at 60 fps alike;
+    a face seen for 0.25 s, however many frames that is, never gets one."""
+    tracker = Tracker(TrackerSettings(min_track_s=0.3))
+    blip = [tracker.update(i / fps, [face()])[0].track_id for i in range(round(0.25 * fps) + 1)]
+    assert blip == [None] * len(blip)
+    start = round(0.5 * fps)  # after a miss: a new tentative track
+    tracker.update((start - 1) / fps, [])
+    ids = [tracker.update((start + i) / fps, [face()])[0].track_id for i in range(round(0.4 * fps))]
+    assert ids.index(1) == round(0.3 * fps)
+    assert [s.track_id for s in tracker.summaries()] == [1]
+
+
+def test_min_track_score_keeps_a_weak_blob_tentative_and_counts_the_mean() -> None:
+    def scored(score: float) -> Detection:
+        return Detection(box=(100, 100, 80, 80), probabilities=HAPPY, score=score)
+
+    tracker = Tracker(TrackerSettings(min_hits=3, min_track_score=0.5))
+    assert [tracker.update(i / 25, [scored(0.4)])[0].track_id for i in range(10)] == [None] * 10
+    tracker = Tracker(TrackerSettings(min_hits=3, min_track_score=0.5))
+    # Mean of 0.9, 0.3, 0.4 is 0.53: confirmed on the third frame although two of the three are under 0.5.
+    assert [tracker.update(i / 25, [scored(s)])[0].track_id for i, s in enumerate([0.9, 0.3, 0.4])] == [None, None, 1]
+    # Detections without a score (the live stream's) are not held back.
+    tracker = Tracker(TrackerSettings(min_hits=3, min_track_score=0.9))
+    assert [tracker.update(i / 25, [face()])[0].track_id for i in range(3)] == [None, None, 1]
+
+
+def test_a_cut_ends_every_track_and_the_same_place_is_a_new_person() -> None:
+    """Without the cut the face at the same box after it would keep ID 1; with it, 1 ends at the cut's previous
+    frame and a new track is born (tentative first) from the cut on."""
+    tracker = Tracker(TrackerSettings(min_hits=2))
+    before = [tracker.update(i / 25, [face(HAPPY)])[0].track_id for i in range(3)]
+    tracker.update(3 / 25, [face(SAD), face(SAD, (400, 100, 80, 80))])  # a second, tentative track
+    tracker.cut()
+    after = [tracker.update((4 + i) / 25, [face(SAD)])[0].track_id for i in range(3)]
+    assert (before, after) == ([None, 1, 1], [None, 2, 2])
+    first, second = tracker.summaries()
+    assert (first.track_id, first.ended, first.last_s) == (1, True, pytest.approx(3 / 25))
+    assert (second.track_id, second.ended, second.first_s) == (2, False, pytest.approx(4 / 25))
+
+
 @pytest.mark.parametrize("fps", [10.0, 30.0])
 def test_a_track_survives_a_gap_up_to_max_gap_s_and_ends_after_it(fps: float) -> None:
     """The same rule in seconds at two frame rates: back after 1.4 s keeps ID 1, after 1.6 s is a new person."""
@@ -148,6 +190,10 @@ def test_frames_must_move_forward_in_time_and_inputs_are_checked() -> None:
         Detection((0, 0, 10, 10), np.ones(6, dtype=np.float32) / 6)
     with pytest.raises(ValueError, match="min_hits"):
         TrackerSettings(min_hits=0)
+    with pytest.raises(ValueError, match="min_track_s"):
+        TrackerSettings(min_track_s=-0.1)
+    with pytest.raises(ValueError, match="min_track_score"):
+        TrackerSettings(min_track_score=1.5)
 
 
 # --- smoothing -------------------------------------------------------------------------------------------------
