@@ -1,6 +1,6 @@
 ARG BASE=python:3.11-slim
 ARG CUDA_BASE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
-# DeepFER service image: `deepfer serve` with the models from service/models/ baked in, no TensorFlow.
+# DeepFER service image: `deepfer serve` with the models from service/deepfer/models/ baked in, no TensorFlow.
 #
 #   docker build -t deepfer:cpu .                  CPU, the default target (the last stage in this file)
 #   docker build --target gpu -t deepfer:gpu .     onnxruntime-gpu on CUDA_BASE. PyPI's onnxruntime-gpu wheels
@@ -9,7 +9,7 @@ ARG CUDA_BASE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 #
 # Stages: build (venv: runtime deps, then the package) -> cpu (BASE + that venv, nothing else);
 #         gpu-python (CUDA_BASE + Python 3.11) -> gpu-build (same venv recipe) -> gpu.
-# Settings come only from DEEPFER_* environment variables (service/settings.py); the image sets the two a
+# Settings come only from DEEPFER_* environment variables (service/deepfer/settings.py); the image sets the two a
 # container needs (listen on all interfaces, port 8000). BASE is overridable because the CI builds on a
 # locally made Debian 12 / Python 3.11 base (no registry is reachable there): see tests/deploy/test_container.py.
 

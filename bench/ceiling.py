@@ -69,9 +69,9 @@ def _worker(images: list[bytes], share: _Share, start: Barrier, out: multiproces
     """One process: load the models, warm up, wait for the others, then loop until the shared deadline."""
     import cv2
 
-    from deepfer.decode import decode
-    from deepfer.pipeline import load_models
-    from deepfer.preprocess import align_face, to_batch
+    from deepfer.engine.align import align_face, to_batch
+    from deepfer.engine.decode import decode
+    from deepfer.engine.pipeline import load_models
     from deepfer.settings import Settings
 
     settings = Settings()

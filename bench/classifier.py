@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from deepfer.preprocess import face_from_crop, to_batch
+from deepfer.engine.align import face_from_crop, to_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def measure(session: ort.InferenceSession, batch: np.ndarray, seconds: float) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, nargs="+", default=[REPO / "service/models/emotion.onnx"])
+    parser.add_argument("--model", type=Path, nargs="+", default=[REPO / "service/deepfer/models/emotion.onnx"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)

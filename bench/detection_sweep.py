@@ -25,7 +25,7 @@ import cv2
 
 from bench.local_service import REPO
 from bench.scenes import DEFAULT_SCENES, match, read_scenes
-from deepfer.detect import FaceDetector
+from deepfer.engine.detect import FaceDetector
 from deepfer.settings import Settings
 
 RESULTS = REPO / "bench" / "results"

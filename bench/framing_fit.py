@@ -4,7 +4,7 @@
     python -m bench.framing_fit                                       # the public scenes (PublicTest faces)
 
 The calibration behind ``FRAME_SIDE_PER_BOX_WIDTH`` and ``FRAME_CENTRE_DY_PER_BOX_WIDTH`` in
-``service/preprocess.py``. Every ground-truth box is exactly a pasted 48x48 FER face, so for each face the
+``service/deepfer/engine/align.py``. Every ground-truth box is exactly a pasted 48x48 FER face, so for each face the
 detector finds (shipped settings) the script measures the FER side and centre in units of the detected box's
 width, and prints their medians and spreads next to the shipped constants. It then classifies the matched faces
 (the served classifier) under five framings, from the ground-truth crop (the upper bound) to the raw detector box.
@@ -30,9 +30,7 @@ from numpy.typing import NDArray
 from bench.local_service import REPO
 from bench.scenes import DEFAULT_SCENES, match, read_scenes
 from deepfer.contract import LABELS
-from deepfer.detect import Detection
-from deepfer.pipeline import load_models
-from deepfer.preprocess import (
+from deepfer.engine.align import (
     FRAME_CENTRE_DY_PER_BOX_WIDTH,
     FRAME_SIDE_PER_BOX_WIDTH,
     align_face,
@@ -41,6 +39,8 @@ from deepfer.preprocess import (
     to_batch,
     to_grey,
 )
+from deepfer.engine.detect import Detection
+from deepfer.engine.pipeline import load_models
 from deepfer.settings import Settings
 from training.data import FaceSet, sha256_of, split_errors_exit, validation_faces
 

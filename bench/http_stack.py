@@ -93,8 +93,8 @@ async def asgi_post(app: Callable[..., Awaitable[None]], path: str, body: bytes)
 
 
 async def measure(images: list[bytes], rounds: int) -> StackResult:
-    from deepfer.http.app import create_app
-    from deepfer.pipeline import Options
+    from deepfer.engine.pipeline import Options
+    from deepfer.server.app import create_app
     from deepfer.settings import Settings
 
     settings = Settings(**QUIET)

@@ -1,7 +1,7 @@
 """Memory over many model reloads: the server's RSS after each ``POST /admin/reload``, printed as a curve.
 
     python -m bench.reload_memory                                          # 100 reloads of the shipped int8 model
-    python -m bench.reload_memory --reloads 45 --classifier service/models/emotion.onnx   # the float32 one
+    python -m bench.reload_memory --reloads 45 --classifier service/deepfer/models/emotion.onnx   # the float32 one
 
 The script starts its own ``deepfer serve`` on a free 127.0.0.1 port with an admin token (it must own the process
 to read its memory from /proc), sends ``--requests`` scenes so the first model is warm, then reloads

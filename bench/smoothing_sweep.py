@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.local_service import REPO
-from deepfer.classifier import EmotionClassifier
 from deepfer.contract import MetadataKey
-from deepfer.preprocess import to_batch
+from deepfer.engine.align import to_batch
+from deepfer.engine.classifier import EmotionClassifier
 from export.smoothing import smooth
 from training.data import sha256_of, split_errors_exit, validation_faces
 

@@ -22,11 +22,11 @@ import cv2
 
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES, load_scenes
-from deepfer.classifier import EmotionClassifier
-from deepfer.decode import decode
-from deepfer.detect import FaceDetector
-from deepfer.pipeline import load_models
-from deepfer.preprocess import align_face, to_batch
+from deepfer.engine.align import align_face, to_batch
+from deepfer.engine.classifier import EmotionClassifier
+from deepfer.engine.decode import decode
+from deepfer.engine.detect import FaceDetector
+from deepfer.engine.pipeline import load_models
 from deepfer.settings import Settings
 
 STAGES = ("decode", "detect", "align", "classify")

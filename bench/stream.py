@@ -32,7 +32,7 @@ from bench.local_service import effective_settings, service_target
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES
 from deepfer.client import AsyncClient, AsyncStream, StreamClosedError
-from deepfer.http.schemas import StreamError, StreamResult
+from deepfer.wire import StreamError, StreamResult
 
 #: After a stream's last frame, how long its answer may take before the frame is counted unanswered.
 DRAIN_S = 10.0

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfer.assignment import linear_sum_assignment
 from deepfer.contract import LABELS
-from deepfer.tracking import Box, Detection, Tracker, TrackerSettings, box_iou
+from deepfer.tracking.assignment import linear_sum_assignment
+from deepfer.tracking.tracker import Box, Detection, Tracker, TrackerSettings, box_iou
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1280, 720

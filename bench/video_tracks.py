@@ -33,11 +33,11 @@ from numpy.typing import NDArray
 
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES, iou, read_scenes
-from deepfer.http.schemas import PredictResponse
 from deepfer.settings import Settings
-from deepfer.tracking import Detection, Tracker, TrackerSettings
+from deepfer.tracking.tracker import Detection, Tracker, TrackerSettings
 from deepfer.video import cuts
 from deepfer.video.analysers import local_analyser
+from deepfer.wire import PredictResponse
 
 UNIFORM = np.full(7, 1 / 7, dtype=np.float32)
 MIN_TRACK_S = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

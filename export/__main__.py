@@ -1,4 +1,4 @@
-"""``python -m export --model runs/NAME/best.keras --out service/models/emotion.onnx``.
+"""``python -m export --model runs/NAME/best.keras --out service/deepfer/models/emotion.onnx``.
 
 Convert -> attach metadata -> verify in a fresh ONNX Runtime session against Keras (on faces from ``faces``) ->
 atomic write (``files``): the file at ``--out`` is the previous model or the complete new one, never in between.

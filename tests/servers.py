@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from deepfer.http.app import create_app
-from deepfer.http.server import uvicorn_options
+from deepfer.server.app import create_app
+from deepfer.server.connections import uvicorn_options
 from deepfer.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
-from deepfer.classifier import EmotionClassifier
 from deepfer.contract import MetadataKey
-from deepfer.preprocess import to_batch
+from deepfer.engine.align import to_batch
+from deepfer.engine.classifier import EmotionClassifier
 from training.calibration import ECE_BINS, accuracy_at_coverage, apply_temperature, fit_temperature, reliability
 from training.calibration import negative_log_likelihood as nll
 from training.data import sha256_of, split_errors_exit, validation_faces

@@ -1,6 +1,6 @@
 """FER2013 in the Kaggle layout (``train/<emotion>/*.jpg``, ``test/<emotion>/*.jpg``), from a folder or a zip.
 
-Every face goes through ``deepfer.preprocess.face_from_crop``: the same function that serves ``detect=false``
+Every face goes through ``deepfer.engine.align.face_from_crop``: the same function that serves ``detect=false``
 requests, so the model never sees a face prepared differently from the ones it is asked about.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deepfer.contract import LABELS, MetadataKey
-from deepfer.preprocess import face_from_crop
+from deepfer.engine.align import face_from_crop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

@@ -1,4 +1,4 @@
-"""``python -m training.evaluate --model service/models/emotion.onnx --data fer2013.zip --out reports/NAME``.
+"""``python -m training.evaluate --model service/deepfer/models/emotion.onnx --data fer2013.zip --out reports/NAME``.
 
 Scores the ONNX file (the artefact that ships, not the Keras checkpoint) through the service's own classifier
 wrapper, on faces prepared by the service's own preprocessing, and writes the report folder.
@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
-from deepfer.classifier import EmotionClassifier
-from deepfer.preprocess import to_batch
+from deepfer.engine.align import to_batch
+from deepfer.engine.classifier import EmotionClassifier
 from export.stamp import graph_sha256
 from training.conditions import CONDITIONS, apply_condition
 from training.data import FaceSet, load_split, sha256_of, split_errors_exit, validation_faces

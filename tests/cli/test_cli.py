@@ -110,7 +110,7 @@ def test_sigterm_drains_in_flight_requests() -> None:
         assert [status for status, _ in outcomes] == [200] * 4
         assert any(finished > terminated_at for _, finished in outcomes), "nothing was in flight at SIGTERM"
         server.communicate(timeout=30)
-        assert server.returncode == 0  # drained, then a clean exit (service/http/server.py)
+        assert server.returncode == 0  # drained, then a clean exit (service/deepfer/server/connections.py)
     finally:
         if server.poll() is None:
             server.kill()

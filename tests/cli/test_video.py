@@ -27,15 +27,15 @@ from numpy.typing import NDArray
 from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
-from deepfer.drawing import EMOTION_BGR, draw_faces
-from deepfer.http.schemas import Face, PredictResponse
 from deepfer.settings import Settings
-from deepfer.tracking import TrackSummary
+from deepfer.tracking.tracker import TrackSummary
 from deepfer.video import analyse_video
 from deepfer.video.analysers import local_analyser
+from deepfer.video.drawing import EMOTION_BGR, draw_faces
 from deepfer.video.frames import REPEATED_TIME_STEP_S, presentation_time
 from deepfer.video.plot import PANEL_HEIGHT, longest_tracks, tick_label, time_ticks
 from deepfer.video.writers import FrameResult
+from deepfer.wire import Face, PredictResponse
 from tests.imaging import DATA, retime_mp4
 from tests.servers import free_port
 

@@ -22,7 +22,7 @@ import pytest
 
 from deepfer.client import AsyncClient, Client, DeepFERClientError, RetryPolicy
 from deepfer.contract import LABELS
-from deepfer.http.schemas import BatchResponse, ModelResponse, PredictResponse, Readiness
+from deepfer.wire import BatchResponse, ModelResponse, PredictResponse, Readiness
 from tests.imaging import DATA
 
 SCENES = [DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"]

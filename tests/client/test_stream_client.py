@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from deepfer.client import AsyncClient, Client, StreamAnswer, StreamClosedError, stream_url
-from deepfer.http.schemas import StreamError, StreamFrameDropped, StreamResult
+from deepfer.wire import StreamError, StreamFrameDropped, StreamResult
 from tests.imaging import DATA
 
 SCENE = DATA / "scenes" / "scene_0000.jpg"
 OTHER = DATA / "scenes" / "scene_0002.jpg"
 API_KEY = "stream-client-key"
-# A track id is given once a face is seen in 3 frames in a row (deepfer.tracking); 6 frames leave margin.
+# A track id is given once a face is seen in 3 frames in a row (deepfer.tracking.tracker); 6 frames leave margin.
 FRAMES = 6
 
 

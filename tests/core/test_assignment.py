@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from deepfer.assignment import linear_sum_assignment
+from deepfer.tracking.assignment import linear_sum_assignment
 
 
 def brute_force(cost: np.ndarray, maximize: bool) -> float:

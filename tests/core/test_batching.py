@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from deepfer.batching import DynamicBatcher
+from deepfer.engine.batching import DynamicBatcher
 from deepfer.errors import Overloaded
 
 

@@ -1,6 +1,6 @@
 """The calibration scripts as a user runs them: ``bench/framing_fit.py`` re-measures the face framing that
-``service/preprocess.py`` ships, so these tests also catch a change (detector, thresholds, alignment) that moves
-FER2013's framing away from the shipped constants.
+``service/deepfer/engine/align.py`` ships, so these tests also catch a change (detector, thresholds, alignment)
+that moves FER2013's framing away from the shipped constants.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from deepfer.preprocess import FRAME_CENTRE_DY_PER_BOX_WIDTH, FRAME_SIDE_PER_BOX_WIDTH
+from deepfer.engine.align import FRAME_CENTRE_DY_PER_BOX_WIDTH, FRAME_SIDE_PER_BOX_WIDTH
 from tests.servers import DATA, REPO
 
 FRAMINGS = {"ground_truth_crop", "shipped_alignment", "same_frame_unrotated", "square_of_box", "raw_box"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfer.classifier import EmotionClassifier
 from deepfer.contract import LABELS, MetadataKey
+from deepfer.engine.classifier import EmotionClassifier
 from deepfer.errors import ModelLoadError
 from deepfer.settings import Settings
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from bench.hostile import png, png_idat_bomb
-from deepfer.decode import Header, ImageFormat, decode, read_header
+from deepfer.engine.decode import Header, ImageFormat, decode, read_header
 from deepfer.errors import BadImage, DeepFERError, TooManyPixels, TooMuchImageData, UnsupportedFormat
 from tests.imaging import encode, read, with_exif_orientation
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfer.detect import FaceDetector
+from deepfer.engine.detect import FaceDetector
 from deepfer.errors import ModelLoadError
 from deepfer.settings import Settings
 from tests.imaging import read

@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from deepfer.decode import decode
-from deepfer.detect import FaceDetector
+from deepfer.engine.align import align_face, face_from_crop, to_batch
+from deepfer.engine.decode import decode
+from deepfer.engine.detect import FaceDetector
 from deepfer.errors import DeepFERError
-from deepfer.preprocess import align_face, face_from_crop, to_batch
 from deepfer.settings import Settings
 from tests.imaging import encode, read
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.hostile import jpeg, png_chunk, segment, sof0
-from deepfer.decode import read_header
+from deepfer.engine.decode import read_header
 from deepfer.errors import DeepFERError
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,37 +16,38 @@ import pytest
 
 from tests.servers import REPO
 
-PACKAGE = REPO / "service"  # the source of the import package `deepfer` (pyproject's package-dir)
+PACKAGE = REPO / "service" / "deepfer"  # the import package `deepfer`
 
 #: Bottom to top; a module may import its own layer's modules and any below, never above.
 LAYERS: list[set[str]] = [
     {"deepfer.contract", "deepfer.settings", "deepfer.errors"},
     {
-        "deepfer.sessions",
+        "deepfer.engine.onnx_sessions",
         "deepfer.metrics",
-        "deepfer.decode",
-        "deepfer.detect",
-        "deepfer.preprocess",
-        "deepfer.classifier",
-        "deepfer.batching",
+        "deepfer.engine.decode",
+        "deepfer.engine.detect",
+        "deepfer.engine.align",
+        "deepfer.engine.classifier",
+        "deepfer.engine.batching",
         # Only the contract and the assignment below it: under the HTTP edge, so WS /stream can track like video.
-        "deepfer.assignment",
-        "deepfer.tracking",
+        "deepfer.tracking.assignment",
+        "deepfer.tracking.tracker",
     },
-    {"deepfer.locate"},
-    {"deepfer.pipeline"},
+    {"deepfer.engine.locate"},
+    {"deepfer.engine.pipeline"},
     {
-        f"deepfer.http.{name}"
-        for name in ("schemas", "errors", "upload", "middleware", "admission", "demo", "docs", "routes", "stream")
-    },
-    {"deepfer.http.app", "deepfer.http.server", "deepfer.logs"},
-    {"deepfer.client", "deepfer.drawing"},
+        f"deepfer.server.{name}"
+        for name in ("errors", "upload", "middleware", "admission", "demo", "docs", "routes", "stream")
+    }
+    | {"deepfer.wire"},
+    {"deepfer.server.app", "deepfer.server.connections", "deepfer.logs"},
+    {"deepfer.client", "deepfer.video.drawing"},
     {f"deepfer.video.{name}" for name in ("frames", "annotated", "writers", "plot", "analysers", "cuts", "outputs")}
     | {"deepfer.video"},
     {"deepfer.cli"},
 ]
 STAGES_AND_PIPELINE = sorted(LAYERS[1] | LAYERS[2] | LAYERS[3])
-WEB = ("fastapi", "starlette", "uvicorn", "python_multipart", "deepfer.http")
+WEB = ("fastapi", "starlette", "uvicorn", "python_multipart", "deepfer.server")
 
 
 def loaded_after(imports: list[str]) -> set[str]:
@@ -62,7 +63,7 @@ def loaded_after(imports: list[str]) -> set[str]:
 
 def test_no_stage_and_not_the_pipeline_loads_the_web_stack() -> None:
     modules = loaded_after(STAGES_AND_PIPELINE)
-    web = sorted(name for name in modules if name.split(".")[0] in WEB or name.startswith("deepfer.http"))
+    web = sorted(name for name in modules if name.split(".")[0] in WEB or name.startswith("deepfer.server"))
     assert not web, f"importing the stages and the pipeline loaded {web}"
     assert "onnxruntime" in modules and "cv2" in modules  # the imports really ran
 
@@ -108,13 +109,13 @@ def _layer_of(module: str) -> int | None:
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=_module_name)
 def test_each_module_imports_only_its_layer_or_below(path: Path) -> None:
     module = _module_name(path)
-    if module in {"deepfer", "deepfer.http"}:
-        return  # the package files: a lazy re-export of the client, and a docstring
+    if module in {"deepfer", "deepfer.server", "deepfer.engine", "deepfer.tracking"}:
+        return  # the package files: a lazy re-export of the client, and docstrings
     own = _layer_of(module)
     assert own is not None, f"{module} is in no layer of this test (and of STYLE.md): place it"
     for imported in sorted(_deepfer_imports(path) - {module}):
         layer = _layer_of(imported)
-        if layer is None:  # a package itself (``from deepfer.http import routes`` names the module above)
+        if layer is None:  # a package itself (``from deepfer.server import routes`` names the module above)
             continue
         assert layer <= own, f"{module} (layer {own}) imports {imported} (layer {layer}), which sits above it"
 

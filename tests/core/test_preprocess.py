@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfer.preprocess import (
+from deepfer.engine.align import (
     FRAME_CENTRE_DY_PER_BOX_WIDTH,
     FRAME_SIDE_PER_BOX_WIDTH,
     align_face,

@@ -14,7 +14,7 @@ import pytest
 
 from bench.tracking_clip import PEOPLE, evaluate, make_clip, run_clip
 from deepfer.contract import LABELS
-from deepfer.tracking import Detection, Tracker, TrackerSettings, box_iou, low_pass
+from deepfer.tracking.tracker import Detection, Tracker, TrackerSettings, box_iou, low_pass
 
 HAPPY, SAD = np.eye(len(LABELS), dtype=np.float32)[[LABELS.index("happy"), LABELS.index("sad")]]
 

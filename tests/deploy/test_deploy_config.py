@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from deepfer.http.app import create_app
+from deepfer.server.app import create_app
 from deepfer.settings import Settings
 from tests.deploy.helpers import (
     DEEPFER_BIN,

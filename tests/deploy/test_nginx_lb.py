@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deepfer.client import Client
 from deepfer.contract import LABELS
-from deepfer.http.schemas import StreamResult
+from deepfer.wire import StreamResult
 from tests.deploy.helpers import (
     Replica,
     answers_ok,

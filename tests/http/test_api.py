@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 import pytest
 
-from deepfer.classifier import EmotionClassifier
 from deepfer.contract import LABELS, MetadataKey
-from deepfer.locate import Options, load_detector, locate
-from deepfer.preprocess import to_batch
+from deepfer.engine.align import to_batch
+from deepfer.engine.classifier import EmotionClassifier
+from deepfer.engine.locate import Options, load_detector, locate
 from deepfer.settings import Settings
 from tests.imaging import DATA, encode, read
 from training.data import decode_face

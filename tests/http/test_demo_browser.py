@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from deepfer.contract import LABELS
-from deepfer.http.demo import CONTENT_SECURITY_POLICY, demo_content_security_policy
-from deepfer.http.docs import REDOC_CONTENT_SECURITY_POLICY
+from deepfer.server.demo import CONTENT_SECURITY_POLICY, demo_content_security_policy
+from deepfer.server.docs import REDOC_CONTENT_SECURITY_POLICY
 from tests.imaging import DATA
 from tests.servers import run_server, server_settings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from deepfer.http.demo import CONTENT_SECURITY_POLICY
+from deepfer.server.demo import CONTENT_SECURITY_POLICY
 
 
 @pytest.mark.parametrize(

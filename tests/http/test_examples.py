@@ -1,6 +1,6 @@
 """The examples people read (the OpenAPI example in /docs, the README's sample answer) are real answers.
 
-``service/http/examples/predict.json`` is what the live service answers for a committed scene, rounded so that
+``service/deepfer/examples/predict.json`` is what the live service answers for a committed scene, rounded so that
 harmless float noise does not fail the test; when the model changes, regenerate it with
 ``DEEPFER_UPDATE_EXAMPLES=1 pytest tests/http/test_examples.py`` and paste its first face into the README.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from deepfer.http.schemas import PREDICT_EXAMPLE
+from deepfer.wire import PREDICT_EXAMPLE
 from tests.imaging import DATA
 
 REPO = DATA.parents[1]

@@ -33,8 +33,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deepfer.classifier import EmotionClassifier
 from deepfer.contract import LABELS, MetadataKey
+from deepfer.engine.classifier import EmotionClassifier
 from deepfer.errors import ModelLoadError
 from deepfer.settings import Settings
 from tests.imaging import DATA

@@ -16,7 +16,7 @@ from export.verify import onnx_answers
 from tests.training.test_model_recipe import batch
 from training.calibration import apply_temperature
 
-MODELS = Path(__file__).resolve().parents[2] / "service" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "service" / "deepfer" / "models"
 
 
 @pytest.fixture(scope="module")

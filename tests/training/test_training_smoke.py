@@ -232,7 +232,7 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
 
 
 def test_int8_copy_keeps_the_contract_and_the_answers(exported: Path) -> None:
-    from deepfer.classifier import EmotionClassifier  # checks the contract and that rows are probabilities
+    from deepfer.engine.classifier import EmotionClassifier  # checks the contract and that rows are probabilities
 
     int8 = exported.with_name("emotion-int8.onnx")
     faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
@@ -406,7 +406,7 @@ def test_conditions_and_weight_averaging_run_as_documented(
 def test_stamp_writes_the_files_own_evaluation_into_its_metadata(tmp_path: Path, exported: Path, dataset: Path) -> None:
     import shutil
 
-    from deepfer.classifier import EmotionClassifier
+    from deepfer.engine.classifier import EmotionClassifier
 
     model = tmp_path / "emotion.onnx"
     shutil.copy(exported, model)

@@ -1,0 +1,283 @@
+"""The API's wire format: every response body, the JSON request and the error envelope, as pydantic models.
+
+Declared on the routes so ``/docs`` and ``/openapi.json`` show exactly what is sent. Inside the service the
+pipeline works with frozen dataclasses and numpy arrays; ``PredictResponse.build`` is the one place they become
+API models.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deepfer.contract import LABELS
+from deepfer.errors import DeepFERError
+
+#: A real answer of the service for tests/data/scenes/scene_0000.jpg, shown in /docs and the README;
+#: tests/http/test_examples.py checks it against a live run (and rewrites it with DEEPFER_UPDATE_EXAMPLES=1).
+PREDICT_EXAMPLE = Path(__file__).resolve().parent / "examples" / "predict.json"
+
+if TYPE_CHECKING:
+    from deepfer.engine.classifier import ModelRecord
+    from deepfer.engine.pipeline import Analysis, FaceResult
+    from deepfer.tracking.tracker import TrackedFace
+
+
+#: The seven labels as an enum, so the schema (and every generated client) lists the values ``emotion`` takes.
+Emotion = StrEnum("Emotion", {label: label for label in LABELS})  # type: ignore[misc]
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"code": "bad_image", "message": "cannot decode the image: truncated"}]}
+    )
+
+    code: str = Field(description="stable machine-readable reason, e.g. bad_image, too_large, overloaded")
+    message: str = Field(description="what was wrong, for a human")
+
+    @classmethod
+    def of(cls, error: DeepFERError) -> ErrorBody:
+        return cls(code=error.code, message=error.message)
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer has this body."""
+
+    error: ErrorBody
+
+    @classmethod
+    def of(cls, code: str, message: str) -> ErrorResponse:
+        """The envelope every error answer carries, built here only (HTTP handlers and the connection guard)."""
+        return cls(error=ErrorBody(code=code, message=message))
+
+
+class PredictJSONRequest(BaseModel):
+    """The JSON form of ``POST /predict``; options travel as query parameters for both forms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(
+        description="the image file's bytes, base64 (a data: URL prefix is accepted)",
+        examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."],
+    )
+
+
+class Box(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class Point(BaseModel):
+    x: float
+    y: float
+
+
+class Landmarks(BaseModel):
+    """YuNet's five points, named from the person's point of view (their right eye is on the image's left)."""
+
+    right_eye: Point
+    left_eye: Point
+    nose: Point
+    mouth_right: Point
+    mouth_left: Point
+
+
+class Probabilities(BaseModel):
+    """Softmax over the seven FER2013 emotions; the values sum to 1."""
+
+    angry: float
+    disgust: float
+    fear: float
+    happy: float
+    sad: float
+    surprise: float
+    neutral: float
+
+
+class Face(BaseModel):
+    # Plain strings inside the service; the enum is there for the schema and for validation.
+    model_config = ConfigDict(use_enum_values=True)
+
+    box: Box = Field(description="face box in the original image's pixels (after EXIF rotation)")
+    detection_score: float | None = Field(description="YuNet confidence; null when detect=false")
+    landmarks: Landmarks | None = Field(description="null when detect=false")
+    emotion: Emotion = Field(description="the most probable emotion")
+    probabilities: Probabilities
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+    @classmethod
+    def of(cls, model: ModelRecord) -> ModelSummary:
+        return cls(name=model.name, version=model.version, sha256=model.sha256)
+
+
+def _add_predict_example(schema: dict[str, Any]) -> None:
+    """Read when the schema is built (first /openapi.json), not at import."""
+    schema["examples"] = [json.loads(PREDICT_EXAMPLE.read_text(encoding="utf-8"))]
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_add_predict_example)
+
+    faces: list[Face] = Field(description="largest face first; empty when no face was found")
+    image: ImageSize
+    model: ModelSummary
+
+    @classmethod
+    def build(cls, analysis: Analysis) -> PredictResponse:
+        """The one place the pipeline's plain results become the API's answer (HTTP, ``deepfer predict``, video)."""
+        return cls(
+            faces=[_face(result) for result in analysis.faces],
+            image=ImageSize(width=analysis.width, height=analysis.height),
+            model=ModelSummary.of(analysis.model),
+        )
+
+
+class BatchItem(BaseModel):
+    """One file's outcome: exactly one of ``result`` and ``error`` is set."""
+
+    index: int
+    filename: str | None = None
+    result: PredictResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem] = Field(description="one entry per file, in upload order")
+
+
+class ModelResponse(BaseModel):
+    name: str
+    version: str
+    sha256: str
+    labels: list[str]
+    input: dict[str, Any] = Field(description="name, shape and dtype of the classifier input")
+    metrics: dict[str, Any] = Field(description="the ONNX metadata's metrics entry, as the exporter recorded it")
+    evaluation: dict[str, Any] | None = Field(
+        description="this file's own evaluation figures (the metrics entry's 'evaluation', written when the served "
+        "file itself was scored), or null when the file does not carry them"
+    )
+    metadata: dict[str, str] = Field(description="all other metadata_props of the ONNX file")
+    detector: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    detail: str
+
+
+def _face(result: FaceResult) -> Face:
+    x, y, width, height = result.box
+    landmarks = None
+    if result.landmarks is not None:
+        points = [Point(x=float(px), y=float(py)) for px, py in result.landmarks]
+        landmarks = Landmarks(
+            right_eye=points[0], left_eye=points[1], nose=points[2], mouth_right=points[3], mouth_left=points[4]
+        )
+    probabilities = dict(zip(LABELS, (float(p) for p in result.probabilities), strict=True))
+    return Face(
+        box=Box(x=x, y=y, width=width, height=height),
+        detection_score=result.detection_score,
+        landmarks=landmarks,
+        emotion=result.emotion,
+        probabilities=Probabilities(**probabilities),
+    )
+
+
+# --- WS /stream messages (deepfer.server.stream) -------------------------------------------------------------------
+
+
+class StreamLimits(BaseModel):
+    max_message_bytes: int
+    max_fps: float
+    burst_frames: int = Field(description="frames that may come at once; the budget refills at max_fps")
+    idle_timeout_s: float
+
+
+class StreamReady(BaseModel):
+    """Sent once the stream is open (and the key, when the service has keys, accepted): send frames now."""
+
+    type: Literal["ready"] = "ready"
+    limits: StreamLimits
+    model: ModelSummary
+
+
+class StreamFace(Face):
+    track_id: int | None = Field(description="the person's ID on this stream; null until seen in 3 frames in a row")
+    smoothed_emotion: Emotion = Field(description="the most probable emotion of the smoothed probabilities")
+    smoothed: Probabilities = Field(description="the track's probabilities smoothed over time (time constant 0.5 s)")
+
+    @classmethod
+    def of(cls, result: FaceResult, tracked: TrackedFace) -> StreamFace:
+        """The one place a pipeline face and its track become the stream's face."""
+        smoothed = dict(zip(LABELS, (float(p) for p in tracked.smoothed), strict=True))
+        return cls(
+            **_face(result).model_dump(),
+            track_id=tracked.track_id,
+            smoothed_emotion=tracked.smoothed_emotion,
+            smoothed=Probabilities(**smoothed),
+        )
+
+
+class StreamDropped(BaseModel):
+    stale: int = Field(description="frames replaced by a newer one before the server got to them (superseded)")
+    over_rate: int = Field(description="frames over the frame budget (rate): burst_frames, refilled at max_fps")
+    busy: int = Field(description="frames that came while the service was overloaded (busy)")
+
+
+class StreamTiming(BaseModel):
+    queued_ms: float = Field(description="from the frame's arrival to the start of its analysis")
+    analysis_ms: float = Field(description="decode, detection, classification and tracking")
+    total_ms: float = Field(description="from the frame's arrival to this message being sent")
+
+
+class StreamResult(BaseModel):
+    """One processed frame."""
+
+    type: Literal["result"] = "result"
+    seq: int = Field(description="the frame's number on this stream: the n-th binary message, from 0")
+    time_s: float = Field(description="when it arrived, seconds since the stream opened: the tracker's clock")
+    faces: list[StreamFace]
+    dropped: StreamDropped = Field(description="frames dropped so far on this stream")
+    timing: StreamTiming
+
+
+class StreamError(BaseModel):
+    """A frame that could not be analysed (not an image, too many pixels); the stream stays open."""
+
+    type: Literal["error"] = "error"
+    seq: int
+    error: ErrorBody
+
+
+DropReason = Literal["rate", "superseded", "busy"]
+
+
+class StreamFrameDropped(BaseModel):
+    """A frame the server did not analyse, answered anyway so a client waiting for it never waits in vain."""
+
+    type: Literal["dropped"] = "dropped"
+    seq: int
+    reason: DropReason = Field(
+        description="rate: over the frame budget (burst_frames, refilled at max_fps); superseded: a newer frame "
+        "came before the server got to it (latest frame wins); busy: the service was overloaded"
+    )
