@@ -95,10 +95,11 @@ def test_pixels_times_scans_is_bounded_below_the_scan_cap(client: httpx.Client) 
 
 
 def test_a_timed_out_image_holds_its_slot_until_its_work_ends(live_server: Callable[..., Any]) -> None:
-    """One slot, 0.5 s timeout, two pipeline threads: a 1-2 s decode times out, and until it really ends a second
-    image must be refused with 503 (before the fix it got the free thread and a 200: the slot counted nothing)."""
+    """One slot, 0.1 s timeout, two pipeline threads: a 0.5-2 s decode (by host: an AVX-512 host finished it inside
+    the 0.5 s this test first allowed) times out, and until it really ends a second image must be refused with 503
+    (before the fix it got the free thread and a 200: the slot counted nothing)."""
     slow = progressive_scan_bomb(6000, 6000, 20)  # 26 scans x 36 Mpx: within max_pixel_scans, ~1.5 s to decode
-    limits = {"max_concurrent_images": 1, "request_timeout_s": 0.5, "pipeline_threads": 2}
+    limits = {"max_concurrent_images": 1, "request_timeout_s": 0.1, "pipeline_threads": 2}
     with live_server(**limits) as url, httpx.Client(base_url=url, timeout=30) as http:
         timed_out = http.post("/predict", files={"file": slow})
         assert timed_out.status_code == 504, timed_out.text
