@@ -71,7 +71,7 @@ def _worker(images: list[bytes], share: _Share, start: Barrier, out: multiproces
 
     from deepfer.engine.align import align_face, to_batch
     from deepfer.engine.decode import decode
-    from deepfer.engine.pipeline import load_models
+    from deepfer.engine.models import load_models
     from deepfer.settings import Settings
 
     settings = Settings()

@@ -40,7 +40,7 @@ from deepfer.engine.align import (
     to_grey,
 )
 from deepfer.engine.detect import Detection
-from deepfer.engine.pipeline import load_models
+from deepfer.engine.models import load_models
 from deepfer.settings import Settings
 from training.data import FaceSet, sha256_of, split_errors_exit, validation_faces
 

@@ -26,7 +26,7 @@ from deepfer.engine.align import align_face, to_batch
 from deepfer.engine.classifier import EmotionClassifier
 from deepfer.engine.decode import decode
 from deepfer.engine.detect import FaceDetector
-from deepfer.engine.pipeline import load_models
+from deepfer.engine.models import load_models
 from deepfer.settings import Settings
 
 STAGES = ("decode", "detect", "align", "classify")

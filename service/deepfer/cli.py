@@ -91,7 +91,7 @@ def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from deepfer.engine.pipeline import load_models
+    from deepfer.engine.models import load_models
     from deepfer.logs import configure_logging
     from deepfer.server.app import create_app
     from deepfer.server.connections import DrainingServer, uvicorn_options
@@ -210,11 +210,12 @@ async def _predict_local(
     With ``keep_images`` (``--annotate``) each file is decoded here and handed to ``Pipeline.analyze_image``,
     so the drawing is made on the very array that was analysed: one decode per file.
     """
+    from deepfer.engine.answers import predict_response
     from deepfer.engine.decode import decode
     from deepfer.engine.pipeline import open_pipeline
     from deepfer.errors import DeepFERError
     from deepfer.metrics import Metrics
-    from deepfer.wire import ErrorBody, PredictResponse
+    from deepfer.wire import ErrorBody
 
     images: dict[Path, NDArray[np.uint8]] = {}
     async with open_pipeline(settings, Metrics()) as pipeline:
@@ -225,12 +226,12 @@ async def _predict_local(
                 try:
                     data = path.read_bytes()
                     if not keep_images:
-                        return path, PredictResponse.build(await pipeline.analyze(data, options))
+                        return path, predict_response(await pipeline.analyze(data, options))
                     image = await asyncio.to_thread(
                         decode, data, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans
                     )
                     images[path] = image
-                    return path, PredictResponse.build(await pipeline.analyze_image(image, options))
+                    return path, predict_response(await pipeline.analyze_image(image, options))
                 except DeepFERError as error:
                     return path, ErrorBody.of(error)
                 except OSError as error:

@@ -1,8 +1,9 @@
 """The API's wire format: every response body, the JSON request and the error envelope, as pydantic models.
 
-Declared on the routes so ``/docs`` and ``/openapi.json`` show exactly what is sent. Inside the service the
-pipeline works with frozen dataclasses and numpy arrays; ``PredictResponse.build`` is the one place they become
-API models.
+Declared on the routes so ``/docs`` and ``/openapi.json`` show exactly what is sent, and shared by everything that
+sends or reads them (server, client, CLI, video), so it sits low: it imports the contract and the errors only.
+Inside the service the pipeline works with frozen dataclasses and numpy arrays; ``deepfer.engine.answers`` is the
+one place they become these models.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,12 +21,6 @@ from deepfer.errors import DeepFERError
 #: A real answer of the service for tests/data/scenes/scene_0000.jpg, shown in /docs and the README;
 #: tests/http/test_examples.py checks it against a live run (and rewrites it with DEEPFER_UPDATE_EXAMPLES=1).
 PREDICT_EXAMPLE = Path(__file__).resolve().parent / "examples" / "predict.json"
-
-if TYPE_CHECKING:
-    from deepfer.engine.classifier import ModelRecord
-    from deepfer.engine.pipeline import Analysis, FaceResult
-    from deepfer.tracking.tracker import TrackedFace
-
 
 #: The seven labels as an enum, so the schema (and every generated client) lists the values ``emotion`` takes.
 Emotion = StrEnum("Emotion", {label: label for label in LABELS})  # type: ignore[misc]
@@ -121,10 +116,6 @@ class ModelSummary(BaseModel):
     version: str
     sha256: str
 
-    @classmethod
-    def of(cls, model: ModelRecord) -> ModelSummary:
-        return cls(name=model.name, version=model.version, sha256=model.sha256)
-
 
 def _add_predict_example(schema: dict[str, Any]) -> None:
     """Read when the schema is built (first /openapi.json), not at import."""
@@ -137,15 +128,6 @@ class PredictResponse(BaseModel):
     faces: list[Face] = Field(description="largest face first; empty when no face was found")
     image: ImageSize
     model: ModelSummary
-
-    @classmethod
-    def build(cls, analysis: Analysis) -> PredictResponse:
-        """The one place the pipeline's plain results become the API's answer (HTTP, ``deepfer predict``, video)."""
-        return cls(
-            faces=[_face(result) for result in analysis.faces],
-            image=ImageSize(width=analysis.width, height=analysis.height),
-            model=ModelSummary.of(analysis.model),
-        )
 
 
 class BatchItem(BaseModel):
@@ -185,24 +167,6 @@ class Readiness(BaseModel):
     detail: str
 
 
-def _face(result: FaceResult) -> Face:
-    x, y, width, height = result.box
-    landmarks = None
-    if result.landmarks is not None:
-        points = [Point(x=float(px), y=float(py)) for px, py in result.landmarks]
-        landmarks = Landmarks(
-            right_eye=points[0], left_eye=points[1], nose=points[2], mouth_right=points[3], mouth_left=points[4]
-        )
-    probabilities = dict(zip(LABELS, (float(p) for p in result.probabilities), strict=True))
-    return Face(
-        box=Box(x=x, y=y, width=width, height=height),
-        detection_score=result.detection_score,
-        landmarks=landmarks,
-        emotion=result.emotion,
-        probabilities=Probabilities(**probabilities),
-    )
-
-
 # --- WS /stream messages (deepfer.server.stream) -------------------------------------------------------------------
 
 
@@ -225,17 +189,6 @@ class StreamFace(Face):
     track_id: int | None = Field(description="the person's ID on this stream; null until seen in 3 frames in a row")
     smoothed_emotion: Emotion = Field(description="the most probable emotion of the smoothed probabilities")
     smoothed: Probabilities = Field(description="the track's probabilities smoothed over time (time constant 0.5 s)")
-
-    @classmethod
-    def of(cls, result: FaceResult, tracked: TrackedFace) -> StreamFace:
-        """The one place a pipeline face and its track become the stream's face."""
-        smoothed = dict(zip(LABELS, (float(p) for p in tracked.smoothed), strict=True))
-        return cls(
-            **_face(result).model_dump(),
-            track_id=tracked.track_id,
-            smoothed_emotion=tracked.smoothed_emotion,
-            smoothed=Probabilities(**smoothed),
-        )
 
 
 class StreamDropped(BaseModel):

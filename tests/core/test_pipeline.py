@@ -16,7 +16,7 @@ import cv2
 import httpx
 import pytest
 
-from deepfer.engine.locate import lower_priority
+from deepfer.engine.workers import lower_priority
 from tests.imaging import DATA
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux behaviour")

@@ -18,7 +18,8 @@ import pytest
 from deepfer.contract import LABELS, MetadataKey
 from deepfer.engine.align import to_batch
 from deepfer.engine.classifier import EmotionClassifier
-from deepfer.engine.locate import Options, load_detector, locate
+from deepfer.engine.pipeline import Options, locate
+from deepfer.engine.workers import load_detector
 from deepfer.settings import Settings
 from tests.imaging import DATA, encode, read
 from training.data import decode_face

@@ -21,7 +21,7 @@ from deepfer.server.errors import error_response
 
 
 class AdmissionMiddleware:
-    """Answer POSTs to ``routes`` (by path) with 503 ``overloaded`` while ``pipeline().admit()`` refuses them.
+    """Answer POSTs to ``routes`` (by path) with 503 ``overloaded`` while every image slot is taken.
 
     A refusal is labelled with its route, as routing would have done, so the request metrics count it there.
     """
@@ -42,7 +42,7 @@ class AdmissionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes:
             try:
-                self.pipeline().admit()
+                self.pipeline().images.check()
             except Overloaded as refusal:
                 scope["route"] = self.routes[scope["path"]]
                 self.on_refused(refusal.code)

@@ -22,7 +22,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from deepfer.engine.pipeline import Models, Pipeline, open_pipeline
+from deepfer.engine.capacity import Slots
+from deepfer.engine.models import Models
+from deepfer.engine.pipeline import Pipeline, open_pipeline
 from deepfer.errors import ModelLoadError
 from deepfer.metrics import Metrics
 from deepfer.server import routes
@@ -87,7 +89,9 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.ready, app.state.ready_detail = False, "loading models"
     app.state.draining = False  # set on SIGTERM by server.DrainingServer
-    app.state.streams = 0  # open WS /stream connections (deepfer.server.stream)
+    app.state.streams = Slots(  # open WS /stream connections (deepfer.server.stream)
+        "streams open", settings.stream_max_connections, setting="stream_max_connections"
+    )
     install_error_handlers(app, on_error=lambda code: metrics.errors.labels(code).inc())
     app.include_router(routes.open_router)
     app.include_router(routes.router)

@@ -17,6 +17,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import SecretStr
 
 from deepfer.contract import FACE_SIZE, LABELS
+from deepfer.engine.answers import model_summary, predict_response
 from deepfer.engine.pipeline import Options, Pipeline
 from deepfer.errors import DeepFERError, Forbidden, ModelLoadError, ModelRejected, RequestTimeout, Unauthorized
 from deepfer.server.upload import Upload, read_images
@@ -197,7 +198,7 @@ async def predict(request: Request, options: Annotated[Options, Depends(_options
             max_fields=settings.max_form_fields,
         )
         analysis = await pipeline.analyze(upload.image(), options)
-    return PredictResponse.build(analysis)
+    return predict_response(analysis)
 
 
 @router.post(
@@ -218,7 +219,7 @@ async def predict_batch(request: Request, options: Annotated[Options, Depends(_o
         except DeepFERError as error:
             request.app.state.metrics.errors.labels(error.code).inc()
             return BatchItem(index=index, filename=upload.filename, error=ErrorBody.of(error))
-        return BatchItem(index=index, filename=upload.filename, result=PredictResponse.build(analysis))
+        return BatchItem(index=index, filename=upload.filename, result=predict_response(analysis))
 
     async with _deadline(settings):
         uploads = await read_images(
@@ -279,7 +280,7 @@ async def reload_model(request: Request) -> ModelSummary:
         info = await _pipeline(request).reload()
     except ModelLoadError as error:
         raise ModelRejected(f"{error}; still serving the previous model") from None
-    return ModelSummary.of(info)
+    return model_summary(info)
 
 
 @router.get(

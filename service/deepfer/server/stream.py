@@ -59,19 +59,20 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import State
 from starlette.websockets import WebSocketDisconnect
 
-from deepfer.engine.pipeline import Options, Pipeline
+from deepfer.engine import answers
+from deepfer.engine.answers import model_summary
+from deepfer.engine.capacity import Slots
+from deepfer.engine.pipeline import FaceResult, Options, Pipeline
 from deepfer.errors import DeepFERError, OriginNotAllowed, Overloaded
 from deepfer.server.errors import error_response
 from deepfer.server.routes import key_matches
 from deepfer.settings import Settings
-from deepfer.tracking.tracker import Detection, Tracker
+from deepfer.tracking.tracker import Detection, TrackedFace, Tracker
 from deepfer.wire import (
     DropReason,
     ErrorBody,
-    ModelSummary,
     StreamDropped,
     StreamError,
     StreamFace,
@@ -195,7 +196,7 @@ async def stream(websocket: WebSocket) -> None:
     try:
         if settings.api_keys:
             await _authenticate(websocket, settings)
-        with _stream_slot(websocket.app.state, settings):
+        with _stream_slot(websocket.app.state.streams):
             await _serve(websocket, settings, pipeline)
     except _CloseStreamError as error:
         close = error
@@ -217,16 +218,17 @@ def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
 
 
 @contextmanager
-def _stream_slot(state: State, settings: Settings) -> Iterator[None]:
+def _stream_slot(streams: Slots) -> Iterator[None]:
     """One of ``stream_max_connections``, taken by an authenticated stream only."""
-    if state.streams >= settings.stream_max_connections:
-        raise _CloseStreamError(TRY_AGAIN_LATER, f"{state.streams} streams open (stream_max_connections)")
-    state.streams += 1
+    try:
+        streams.take()
+    except Overloaded as full:
+        raise _CloseStreamError(TRY_AGAIN_LATER, full.message) from None
     try:
         yield
     finally:
         # Freed before the close frame goes out, so a client that reconnects on seeing it finds the slot free.
-        state.streams -= 1
+        streams.give_back()
 
 
 async def _serve(websocket: WebSocket, settings: Settings, pipeline: Pipeline) -> None:
@@ -236,7 +238,7 @@ async def _serve(websocket: WebSocket, settings: Settings, pipeline: Pipeline) -
         burst_frames=settings.stream_burst_frames,
         idle_timeout_s=settings.stream_idle_timeout_s,
     )
-    ready = StreamReady(limits=limits, model=ModelSummary.of(pipeline.model))
+    ready = StreamReady(limits=limits, model=model_summary(pipeline.model))
     await websocket.send_text(ready.model_dump_json())
     counts = _Counts()
     mailbox, outbox = _Mailbox(counts), asyncio.Queue[asyncio.Future[_Answer]](_MAX_UNSENT_ANSWERS)
@@ -362,7 +364,7 @@ async def _process(pipeline: Pipeline, mailbox: _Mailbox, counts: _Counts, opene
             StreamResult(
                 seq=frame.seq,
                 time_s=round(time_s, 6),
-                faces=[StreamFace.of(face, track) for face, track in zip(analysis.faces, tracked, strict=True)],
+                faces=[_stream_face(face, track) for face, track in zip(analysis.faces, tracked, strict=True)],
                 dropped=counts.report(),
                 timing=StreamTiming(
                     queued_ms=round((started - frame.arrived) * 1000, 3),
@@ -371,3 +373,13 @@ async def _process(pipeline: Pipeline, mailbox: _Mailbox, counts: _Counts, opene
                 ),
             )
         )
+
+
+def _stream_face(result: FaceResult, tracked: TrackedFace) -> StreamFace:
+    """The one place a pipeline face and its track become the stream's face."""
+    return StreamFace(
+        **answers.face(result).model_dump(),
+        track_id=tracked.track_id,
+        smoothed_emotion=tracked.smoothed_emotion,
+        smoothed=answers.probabilities(tracked.smoothed),
+    )

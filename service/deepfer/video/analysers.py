@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deepfer.client import AsyncClient
+from deepfer.engine.answers import predict_response
 from deepfer.engine.pipeline import Options, open_pipeline
 from deepfer.metrics import Metrics
 from deepfer.settings import Settings
@@ -29,7 +30,7 @@ async def local_analyser(settings: Settings) -> AsyncIterator[FrameAnalyser]:
     async with open_pipeline(settings, Metrics()) as pipeline:
 
         async def analyse(frame: NDArray[np.uint8]) -> PredictResponse:
-            return PredictResponse.build(await pipeline.analyze_image(frame, Options()))
+            return predict_response(await pipeline.analyze_image(frame, Options()))
 
         yield analyse
 

@@ -1,4 +1,4 @@
-"""The locate stage: encoded bytes or a decoded image -> its faces as 48x48 crops, on threads or worker processes.
+"""Where the locate stage runs (``deepfer.engine.pipeline.locate``: decode -> detect -> align): threads or processes.
 
 Decode -> detect -> align is most of the CPU an image costs, and all of it is native code that could run on
 every core. On threads of the serving process (``ThreadLocator``, the default) it shares that process's GIL with
@@ -25,63 +25,24 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
-from deepfer.engine.align import align_face, face_from_crop
-from deepfer.engine.decode import decode
-from deepfer.engine.detect import Detection, FaceDetector
+from deepfer.engine.detect import FaceDetector
 from deepfer.errors import WorkerLost
 from deepfer.settings import Settings
 
 log = logging.getLogger("deepfer")
-Source = bytes | NDArray[np.uint8]  # encoded image, or H x W x 3 uint8 BGR
-
-
-@dataclass(frozen=True)
-class Options:
-    """Per-request choices. ``detect=False`` treats the whole image as one FER-framed face."""
-
-    detect: bool = True
-    max_faces: int = 32
-    min_face_size: int = 0  # pixels, the smaller side of the detected box
-
-
-@dataclass(frozen=True)
-class Located:
-    """An image's faces before classification: detections (None for detect=false), their 48x48 uint8 crops, and
-    the seconds each stage took (recorded by the caller, which owns the metrics)."""
-
-    width: int
-    height: int
-    detections: list[Detection | None]
-    crops: list[NDArray[np.uint8]]
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def locate(source: Source, options: Options, detector: FaceDetector, settings: Settings) -> Located:
-    """Decode (bytes only), detect and align on the calling thread -> the image's faces, largest first."""
-    seconds: dict[str, float] = {}
-    if isinstance(source, bytes):
-        with _timed(seconds, "decode"):
-            image = decode(source, max_pixels=settings.max_pixels, max_pixel_scans=settings.max_pixel_scans)
-    else:
-        image = source
-    height, width = image.shape[:2]
-    if not options.detect:
-        return Located(width, height, [None], [face_from_crop(image)], seconds)
-    with _timed(seconds, "detect"):
-        detections = _select(detector.detect(image), options)
-    with _timed(seconds, "align"):
-        crops = [align_face(image, found.box, found.landmarks) for found in detections]  # 48x48 uint8 each
-    return Located(width, height, list(detections), crops, seconds)
+T = TypeVar("T")
+Work = Callable[[FaceDetector, Settings], T]
+"""What a worker runs: a picklable callable (a module-level function, or a ``functools.partial`` of one) given
+the worker's detector and settings. ``deepfer.engine.pipeline`` hands in ``partial(locate, source, options)``."""
 
 
 def load_detector(settings: Settings) -> FaceDetector:
@@ -115,8 +76,8 @@ class ThreadLocator:
             initargs=(settings.pipeline_nice, threading.get_native_id),
         )
 
-    def submit(self, source: Source, options: Options) -> Future[Located]:
-        return self._pool.submit(locate, source, options, self._detector, self._settings)
+    def submit(self, work: Work[T]) -> Future[T]:
+        return self._pool.submit(work, self._detector, self._settings)
 
     def warm_up(self) -> None:
         warm_detector(self._detector)
@@ -133,12 +94,12 @@ class ProcessLocator:
         self._lock = threading.Lock()
         self._pool = self._start()
 
-    def submit(self, source: Source, options: Options) -> Future[Located]:
+    def submit(self, work: Work[T]) -> Future[T]:
         """The answer's future; a lost worker's requests fail with ``WorkerLost`` and the pool is replaced."""
         pool = self._current()
-        answer: Future[Located] = Future()
+        answer: Future[T] = Future()
         try:
-            work = pool.submit(_locate_in_worker, source, options)
+            running = pool.submit(_run_in_worker, work)
         except BrokenProcessPool:
             self._replace(pool)
             answer.set_exception(WorkerLost("an image worker stopped; the pool is restarting"))
@@ -146,7 +107,7 @@ class ProcessLocator:
         # Running from the start, so it cannot be cancelled: a request that times out leaves its work counted
         # against max_concurrent_images until a worker has finished it, as a thread's work is.
         answer.set_running_or_notify_cancel()
-        work.add_done_callback(lambda done: self._forward(pool, done, answer))
+        running.add_done_callback(lambda done: self._forward(pool, done, answer))
         return answer
 
     def warm_up(self) -> None:
@@ -188,7 +149,7 @@ class ProcessLocator:
                 self._pool = self._start()
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def _forward(self, pool: ProcessPoolExecutor, done: Future[Located], answer: Future[Located]) -> None:
+    def _forward(self, pool: ProcessPoolExecutor, done: Future[T], answer: Future[T]) -> None:
         error = None if done.cancelled() else done.exception()
         if isinstance(error, BrokenProcessPool):
             self._replace(pool)
@@ -230,9 +191,9 @@ def _start_worker(settings: dict[str, object]) -> None:
     warm_detector(_worker.detector)
 
 
-def _locate_in_worker(source: Source, options: Options) -> Located:
+def _run_in_worker(work: Work[T]) -> T:
     assert _worker.detector is not None and _worker.settings is not None, "the pool's initializer did not run"
-    return locate(source, options, _worker.detector, _worker.settings)
+    return work(_worker.detector, _worker.settings)
 
 
 def _worker_pid() -> int:
@@ -256,19 +217,3 @@ def lower_priority(nice: int, who: Callable[[], int]) -> None:
         os.setpriority(os.PRIO_PROCESS, target, min(19, os.getpriority(os.PRIO_PROCESS, target) + nice))
     except OSError as error:
         log.warning("the locate stage keeps its priority: %s", error)
-
-
-def _select(detections: list[Detection], options: Options) -> list[Detection]:
-    """Drop faces smaller than ``min_face_size``, order largest first, keep at most ``max_faces``."""
-    kept = [found for found in detections if min(found.box[2], found.box[3]) >= options.min_face_size]
-    kept.sort(key=lambda found: found.area, reverse=True)
-    return kept[: options.max_faces]
-
-
-@contextmanager
-def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[stage] = time.perf_counter() - start
