@@ -95,6 +95,7 @@ async def asgi_post(app: Callable[..., Awaitable[None]], path: str, body: bytes)
 async def measure(images: list[bytes], rounds: int) -> StackResult:
     from deepfer.engine.pipeline import Options
     from deepfer.server.app import create_app
+    from deepfer.server.state import service_state
     from deepfer.settings import Settings
 
     settings = Settings(**QUIET)
@@ -102,7 +103,7 @@ async def measure(images: list[bytes], rounds: int) -> StackResult:
     bodies = [multipart(data) for data in images]
     direct, through = [], []
     async with app.router.lifespan_context(app):
-        pipeline = app.state.pipeline
+        pipeline = service_state(app).pipeline
         options = Options(detect=True, max_faces=settings.max_faces, min_face_size=0)
         for data in images[:5]:  # the first requests pay for lazy initialisation in both paths
             await pipeline.analyze(data, options)

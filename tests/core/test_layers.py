@@ -34,9 +34,10 @@ LAYERS: list[set[str]] = [
     {"deepfer.tracking.assignment", "deepfer.tracking.tracker"},
     {
         f"deepfer.server.{name}"
-        for name in ("errors", "upload", "middleware", "admission", "demo", "docs", "routes", "stream")
+        for name in ("errors", "state", "dependencies", "upload", "middleware", "admission", "demo", "docs")
     },
-    {"deepfer.server.app", "deepfer.server.connections"},
+    {f"deepfer.server.routes.{name}" for name in ("predict", "model", "health")} | {"deepfer.server.stream"},
+    {"deepfer.server.routes", "deepfer.server.app", "deepfer.server.connections"},
     {"deepfer.client"},
     {f"deepfer.video.{name}" for name in ("drawing", "frames", "annotated", "writers", "plot", "cuts", "outputs")},
     {"deepfer.video.analysers", "deepfer.video"},

@@ -3,7 +3,7 @@
 Startup loads both models before the server accepts a connection, so a missing, corrupt or contract-breaking
 file stops the process with a ``ModelLoadError`` naming the file and the reason. Warm-up then runs in the
 background and ``/readyz`` answers 503 until it ends; on SIGTERM ``server.DrainingServer`` sets
-``app.state.draining`` so ``/readyz`` turns 503 before the listener closes, and the batcher stops only after
+``ServiceState.draining`` so ``/readyz`` turns 503 before the listener closes, and the batcher stops only after
 uvicorn has drained the in-flight requests.
 """
 
@@ -33,6 +33,8 @@ from deepfer.server.demo import install_demo
 from deepfer.server.docs import install_docs
 from deepfer.server.errors import error_response, install_error_handlers
 from deepfer.server.middleware import REQUEST_ID_HEADER, RequestMiddleware
+from deepfer.server.routes import predict as predict_routes
+from deepfer.server.state import ServiceState, service_state
 from deepfer.server.stream import stream_router
 from deepfer.settings import Settings
 
@@ -55,13 +57,13 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             async with open_pipeline(settings, metrics, models) as pipeline, _scrape_port(settings, metrics):
-                app.state.pipeline = pipeline
-                warm_up = asyncio.create_task(_warm_up(app, pipeline))
+                service_state(app).loaded = pipeline
+                warm_up = asyncio.create_task(_warm_up(service_state(app), pipeline))
                 try:
                     with _reload_on_sighup(pipeline):
                         yield
                 finally:
-                    app.state.ready, app.state.ready_detail = False, "shutting down"
+                    service_state(app).ready, service_state(app).ready_detail = False, "shutting down"
                     # A shutdown during warm-up (a failed port bind, say) must not log "ready" afterwards.
                     warm_up.cancel()
                     await asyncio.gather(warm_up, return_exceptions=True)
@@ -85,17 +87,11 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
         # an unknown path is a 404 instead.
         redirect_slashes=False,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.ready, app.state.ready_detail = False, "loading models"
-    app.state.draining = False  # set on SIGTERM by server.DrainingServer
-    app.state.streams = Slots(  # open WS /stream connections (deepfer.server.stream)
-        "streams open", settings.stream_max_connections, setting="stream_max_connections"
-    )
+    streams = Slots("streams open", settings.stream_max_connections, setting="stream_max_connections")
+    app.state.service = state = ServiceState(settings, metrics, streams)
     install_error_handlers(app, on_error=lambda code: metrics.errors.labels(code).inc())
-    app.include_router(routes.open_router)
-    app.include_router(routes.router)
-    app.include_router(routes.admin_router)
+    for router in routes.ROUTERS:
+        app.include_router(router)
     app.include_router(stream_router)
     install_demo(app)
     if docs:
@@ -103,8 +99,8 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     # Innermost of the three, so a refusal still carries CORS headers, a request id, a log line and its metrics.
     app.add_middleware(
         AdmissionMiddleware,
-        pipeline=lambda: app.state.pipeline,
-        routes={route.path: route for route in routes.router.routes if route.path.startswith("/predict")},
+        pipeline=lambda: state.pipeline,
+        routes={route.path: route for route in predict_routes.router.routes},
         on_refused=lambda code: metrics.errors.labels(code).inc(),
     )
     if settings.cors_origins:
@@ -182,10 +178,10 @@ async def _reload_logged(pipeline: Pipeline) -> None:
         log.error("model reload rejected, the previous model keeps serving: %s", error)
 
 
-async def _warm_up(app: FastAPI, pipeline: Pipeline) -> None:
-    app.state.ready_detail = "warming up"
+async def _warm_up(state: ServiceState, pipeline: Pipeline) -> None:
+    state.ready_detail = "warming up"
     await asyncio.to_thread(pipeline.warm_up)
-    app.state.ready, app.state.ready_detail = True, "ready"
+    state.ready, state.ready_detail = True, "ready"
     log.info("ready", extra={"model_version": pipeline.model.version, "model_sha256": pipeline.model.sha256})
 
 

@@ -62,6 +62,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from deepfer.server.middleware import MALFORMED
+from deepfer.server.state import service_state
 from deepfer.settings import Settings
 from deepfer.wire import ErrorResponse
 
@@ -326,7 +327,7 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         # Not recorded as a captured signal: uvicorn would re-raise it after shutdown, and exit 143 says "killed".
-        self._app.state.draining = True
+        service_state(self._app).draining = True
         self._drain_at = time.monotonic() + self._pre_drain_s
         log.info("SIGTERM: readiness off, serving %.1f s more before draining", self._pre_drain_s)
 

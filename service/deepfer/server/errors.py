@@ -12,6 +12,7 @@ doubled Host), 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overload
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,20 @@ from starlette.exceptions import HTTPException
 
 from deepfer.errors import DeepFERError
 from deepfer.wire import ErrorResponse
+
+#: The error answers the routes declare in the OpenAPI document, by status (what each status means here).
+DECLARED: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "empty body, invalid base64 or JSON, not an image, truncated or corrupt image",
+        401: "missing or invalid API key (only when DEEPFER_API_KEYS is set)",
+        413: "upload over max_upload_bytes, image over max_pixels, or too many files or form fields",
+        415: "content type not multipart/JSON, or an image format other than JPEG/PNG/WebP/BMP",
+        422: "an option out of range",
+        503: "overloaded: retry after the Retry-After header's seconds",
+        504: "the request took longer than request_timeout_s",
+    }.items()
+}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -66,8 +66,9 @@ from deepfer.engine.answers import model_summary
 from deepfer.engine.capacity import Slots
 from deepfer.engine.pipeline import FaceResult, Options, Pipeline
 from deepfer.errors import DeepFERError, OriginNotAllowed, Overloaded
+from deepfer.server.dependencies import key_matches
 from deepfer.server.errors import error_response
-from deepfer.server.routes import key_matches
+from deepfer.server.state import service_state
 from deepfer.settings import Settings
 from deepfer.tracking.tracker import Detection, TrackedFace, Tracker
 from deepfer.wire import (
@@ -181,8 +182,8 @@ class _Mailbox:
 @stream_router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
     """One camera's stream; see the module docstring for the protocol."""
-    settings: Settings = websocket.app.state.settings
-    pipeline: Pipeline = websocket.app.state.pipeline
+    service = service_state(websocket.app)
+    settings, pipeline = service.settings, service.pipeline
     if not _origin_allowed(websocket, settings):
         refusal = OriginNotAllowed(
             f"a page from {websocket.headers['origin']} may not open this stream: the service's own origin and "
@@ -196,7 +197,7 @@ async def stream(websocket: WebSocket) -> None:
     try:
         if settings.api_keys:
             await _authenticate(websocket, settings)
-        with _stream_slot(websocket.app.state.streams):
+        with _stream_slot(service.streams):
             await _serve(websocket, settings, pipeline)
     except _CloseStreamError as error:
         close = error

@@ -1,0 +1,75 @@
+"""What routes receive through ``Depends``: the typed state, the keys checked, the query options parsed.
+
+``async`` although none of them awaits: FastAPI runs a plain ``def`` dependency on a worker thread, and that hop
+per request cost more CPU than the whole dependency (profiled under load).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+from deepfer.engine.pipeline import Options
+from deepfer.errors import Forbidden, Unauthorized
+from deepfer.server.state import ServiceState, service_state
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+
+
+async def state(request: Request) -> ServiceState:
+    return service_state(request.app)
+
+
+State = Annotated[ServiceState, Depends(state)]
+
+
+async def require_api_key(
+    service: State,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    """Accept any configured key, compared in constant time against every key (no early exit to time)."""
+    keys = service.settings.api_keys
+    if not keys:
+        return
+    given = (bearer.credentials if bearer else None) or api_key
+    if not given:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    if not key_matches(given, keys):
+        raise Unauthorized("invalid API key")
+
+
+def key_matches(given: str, keys: list[SecretStr]) -> bool:
+    """``given`` is one of ``keys``, compared in constant time against every key (no early exit to time); also
+    WS /stream's check of the key in its first message."""
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given.encode(), key.get_secret_value().encode())
+    return matched
+
+
+async def require_admin_token(
+    service: State, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Admin routes take only the admin token, never an API key: a client that may predict may not reload."""
+    token = service.settings.admin_token
+    if token is None:
+        raise Forbidden("admin routes are off: set DEEPFER_ADMIN_TOKEN to use them")
+    given = bearer.credentials if bearer else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("admin routes need 'Authorization: Bearer <admin token>'")
+
+
+async def predict_options(
+    service: State,
+    detect: Annotated[bool, Query(description="false: the whole image is one FER-framed face, as in FER2013")] = True,
+    max_faces: Annotated[int | None, Query(ge=1, description="at most this many faces, largest first")] = None,
+    min_face_size: Annotated[int, Query(ge=0, description="ignore faces whose box is smaller (pixels)")] = 0,
+) -> Options:
+    limit = service.settings.max_faces
+    return Options(detect=detect, max_faces=min(max_faces or limit, limit), min_face_size=min_face_size)
