@@ -1,16 +1,19 @@
-"""The README's first-day snippets run as written, against a live server with the shipped models.
+"""The docs' first-day snippets run as written, against a live server with the shipped models; their links resolve.
 
-Each snippet is taken from README.md itself, so an edit there is what is tested. Only two things change before a
-snippet runs: the service address (the README says 127.0.0.1:8000 or localhost:8000; the test server has a free
-port) and, for shell lines, ``curl`` fails on an HTTP error (``--fail``), so a 4xx breaks the test instead of
-printing. Their files (photo.jpg, group.jpg, clip.mp4, ...) are made from the committed test images in a
-scratch folder, the snippets' working directory.
+Each snippet is taken from README.md or docs/*.md itself, so an edit there is what is tested. Only two things change
+before a snippet runs: the service address (the pages say 127.0.0.1:8000 or localhost:8000; the test server has a
+free port) and, for shell lines, ``curl`` fails on an HTTP error (``--fail``), so a 4xx breaks the test instead of
+printing. Their files (photo.jpg, group.jpg, clip.mp4, tests/data/scenes/scene_0000.jpg, ...) are made from the
+committed test images in a scratch folder, the snippets' working directory.
 
-Run: every ```python block (the stream ones also against a server whose frame budget they outrun, each bounded
-in time), the Quick start's and the API section's shell lines, and the video commands. Not run here, each
-tested elsewhere or not runnable on a test machine: ``make`` (this suite is ``make test``), the client generator
-(tests/http/test_generated_client.py), the reload call (tests/http/test_reload.py), training and export (hours of
-TensorFlow; tests/training/), Docker, Compose and kubectl (tests/deploy/).
+Run: every ```python block of every page (the stream ones also against a server whose frame budget they outrun,
+each bounded in time), the shell lines of the README's Quick start, of docs/api.md's API and of docs/video.md's
+Video analysis. Not run here, each tested elsewhere or not runnable on a test machine: ``make`` (this suite is
+``make test``), the client generator (tests/http/test_generated_client.py), the reload call
+(tests/http/test_reload.py), training and export (hours of TensorFlow; tests/training/), Docker, Compose and kubectl
+(tests/deploy/). Checked without a server: every relative link of those pages names a file, and a heading of it
+that exists; the settings table of docs/limits.md has a row for every field of ``Settings`` and none for a field
+that is gone.
 """
 
 from __future__ import annotations
@@ -27,28 +30,48 @@ from typing import Any
 import cv2
 import pytest
 
+from deepfer.settings import Settings
 from tests.imaging import DATA
 from tests.servers import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = REPO / "docs"
+PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+HEADING = re.compile(r"^(#{1,6}) (.+)$")
 ADDRESS = re.compile(r"(?:http://)?(?:127\.0\.0\.1|localhost):8000")
-WS_ADDRESS = re.compile(r"ws://(?:127\.0\.0\.1|localhost):8000")
+WS_ADDRESS = re.compile(r"(?:ws://)(?:127\.0\.0\.1|localhost):8000")
 
 
-def blocks(language: str, section: str | None = None) -> list[str]:
-    """The fenced blocks of ``language``, optionally only those under the heading ``section``."""
-    text = README
-    if section is not None:
-        start = README.index(f"\n## {section}\n")
-        end = README.find("\n## ", start + 1)
-        text = README[start : end if end != -1 else None]
+def prose_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(index, line)`` of the lines outside fenced blocks, where a ``#`` starts a heading, not a comment."""
+    fenced = False
+    for index, line in enumerate(text.splitlines()):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            yield index, line
+
+
+def section(page: Path, title: str) -> str:
+    """The text under the heading ``title`` of ``page``, up to the next heading of its level or above."""
+    text = page.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    headings = [(index, len(found[1]), found[2]) for index, line in prose_lines(text) if (found := HEADING.match(line))]
+    for position, (start, level, text) in enumerate(headings):
+        if text == title:
+            end = next((index for index, deeper, _ in headings[position + 1 :] if deeper <= level), len(lines))
+            return "\n".join(lines[start:end]) + "\n"
+    raise AssertionError(f"{page.name} has no heading {title!r}")
+
+
+def blocks(language: str, text: str) -> list[str]:
+    """The fenced blocks of ``language`` in ``text``."""
     return [body for lang, body in FENCE.findall(text) if lang == language]
 
 
-def shell_lines(section: str) -> list[str]:
+def shell_lines(page: Path, title: str) -> list[str]:
     """The commands of a section's bash blocks: comments dropped, continued lines joined, placeholders skipped."""
-    joined = "\n".join(blocks("bash", section)).replace("\\\n", " ")
+    joined = "\n".join(blocks("bash", section(page, title))).replace("\\\n", " ")
     lines = [re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.splitlines()]
     return [line for line in lines if line and not line.startswith("#") and "..." not in line]
 
@@ -57,7 +80,8 @@ def shell_lines(section: str) -> list[str]:
 def workdir(tmp_path: Path) -> Path:
     """The files the snippets name, from the committed images."""
     scene, other = DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"
-    for name in ("photo.jpg", "group.jpg", "a.jpg"):
+    (tmp_path / "tests/data/scenes").mkdir(parents=True)
+    for name in ("photo.jpg", "group.jpg", "a.jpg", "tests/data/scenes/scene_0000.jpg"):
         shutil.copy(scene, tmp_path / name)
     for name in ("other.png", "b.png"):
         cv2.imwrite(str(tmp_path / name), cv2.imread(str(other)))
@@ -79,7 +103,12 @@ def run_shell(line: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
-STREAM_BLOCKS = [index for index, block in enumerate(blocks("python")) if "stream" in block]
+PYTHON = {
+    f"{page.name}:{index}": block
+    for page in PAGES
+    for index, block in enumerate(blocks("python", page.read_text(encoding="utf-8")))
+}
+STREAM_BLOCKS = [name for name, block in PYTHON.items() if "stream" in block]
 
 
 def run_python(block: str, url: str, cwd: Path, timeout_s: float) -> str:
@@ -100,31 +129,36 @@ def outrun_server(live_server: Callable[..., Any]) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
-def test_python_snippet_runs_as_written(index: int, server_url: str, workdir: Path) -> None:
-    run_python(blocks("python")[index], server_url, workdir, timeout_s=120)
+@pytest.mark.parametrize("name", PYTHON)
+def test_python_snippet_runs_as_written(name: str, server_url: str, workdir: Path) -> None:
+    run_python(PYTHON[name], server_url, workdir, timeout_s=120)
 
 
-@pytest.mark.parametrize("index", STREAM_BLOCKS)
-def test_stream_snippet_ends_when_it_outruns_the_frame_budget(index: int, outrun_server: str, workdir: Path) -> None:
+@pytest.mark.parametrize("name", STREAM_BLOCKS)
+def test_stream_snippet_ends_when_it_outruns_the_frame_budget(name: str, outrun_server: str, workdir: Path) -> None:
     """A client faster than max_fps: every frame is still answered ("dropped"), so a snippet that waits for
-    answers ends (each bounded in time; a silently dropped frame hung the raw WebSocket one)."""
-    stdout = run_python(blocks("python")[index], outrun_server, workdir, timeout_s=60)
-    assert "dropped" in stdout or "rate" in stdout, stdout
+    answers ends (each bounded in time; a silently dropped frame hung the raw WebSocket one). ``results()`` without
+    ``fps=`` paces itself at the server's ``max_fps`` (from ``ready``), so it does not outrun the budget: it must
+    only end."""
+    block = PYTHON[name]
+    stdout = run_python(block, outrun_server, workdir, timeout_s=60)
+    if "results(" not in block or "fps=" in block:
+        assert "dropped" in stdout or "rate" in stdout, stdout
 
 
 def test_the_python_snippets_are_found() -> None:
-    assert len(blocks("python")) >= 2  # the sync and the async client
+    assert "README.md:0" in PYTHON  # the front page's one call
+    assert sum(name.startswith("client.md:") for name in PYTHON) >= 2  # the sync and the async client
     assert len(STREAM_BLOCKS) == 3  # the raw WebSocket, the sync and the async client's streams
 
 
-QUICK_START = [line for line in shell_lines("Quick start") if line.startswith("curl")]
+QUICK_START = [line for line in shell_lines(REPO / "README.md", "Quick start") if line.startswith("curl")]
 API = [
     line
-    for line in shell_lines("API")
+    for line in shell_lines(DOCS / "api.md", "API")
     if not line.startswith(("deepfer serve", "pip ", "openapi-python-client")) and "/admin/reload" not in line
 ]
-VIDEO = shell_lines("Video analysis")
+VIDEO = shell_lines(DOCS / "video.md", "Video analysis")
 
 
 @pytest.mark.parametrize("line", QUICK_START + API + VIDEO)
@@ -134,6 +168,55 @@ def test_shell_snippet_runs_as_written(line: str, server_url: str, workdir: Path
 
 
 def test_the_shell_snippets_are_found() -> None:
-    assert len(QUICK_START) == 1 and len(VIDEO) == 3
+    assert len(QUICK_START) == 1 and "tests/data/scenes/scene_0000.jpg" in QUICK_START[0] and len(VIDEO) == 3
     assert any("deepfer predict" in line and "--annotate" in line for line in API)
     assert sum(line.startswith("curl") for line in API) >= 6
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+CODE_SPAN = re.compile(r"`[^`]*`")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    found: set[str] = set()
+    for _, line in prose_lines(page.read_text(encoding="utf-8")):
+        if heading := HEADING.match(line):
+            slug = re.sub(r"[^\w\- ]", "", heading[2].strip().lower()).replace(" ", "-")
+            found.add(slug if slug not in found else f"{slug}-1")
+    return found
+
+
+def relative_links(page: Path) -> list[str]:
+    text = "\n".join(line for _, line in prose_lines(page.read_text(encoding="utf-8")))
+    targets = LINK.findall(CODE_SPAN.sub("", text))
+    return [target for target in targets if not re.match(r"[a-z]+:", target)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_relative_links_point_to_files_and_headings_that_exist(page: Path) -> None:
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(f"{target}: no file {file}")
+        elif anchor and (file.suffix != ".md" or anchor not in anchors(file)):
+            broken.append(f"{target}: no heading #{anchor} in {file.name}")
+    assert not broken, broken
+
+
+def test_the_pages_link_to_each_other() -> None:
+    """The front page reaches every page of docs/, so no page is an orphan."""
+    linked = {target.partition("#")[0] for target in relative_links(REPO / "README.md")}
+    assert {f"docs/{page.name}" for page in DOCS.glob("*.md")} <= linked
+
+
+def test_settings_table_has_a_row_for_every_setting() -> None:
+    """The table's first column names settings (``HOST / PORT`` is two); it must name exactly ``Settings``' fields."""
+    table = section(DOCS / "limits.md", "Settings")
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    named = {name.strip() for row in rows[1:] for name in row.split("/")}
+    fields = {field.upper() for field in Settings.model_fields}
+    assert not fields - named, f"settings missing from docs/limits.md: {sorted(fields - named)}"
+    assert not named - fields, f"rows for settings that do not exist: {sorted(named - fields)}"
