@@ -10,7 +10,7 @@ reload's cost is what stays resident once the old model has been retired and the
 the RSS summed over the serving process and its image workers (``bench.startup.process_tree``).
 
 A reload that leaks grows the curve by the same step every time, where allocator noise goes up and down: the
-least-squares slope over the run (MB per reload) separates the two, and growth is measured from after the first
+median pairwise slope over the run (MB per reload) separates the two, and growth is measured from after the first
 reload (which pays for lazily allocated buffers) to the end. Printed and saved as JSON under bench/results/;
 exit status 1 when growth reached ``--max-growth-mb`` (issue 25: within 50 MB after 100 reloads).
 """
@@ -47,6 +47,17 @@ class Curve:
     reload_s: float  # mean seconds per reload call
 
 
+def median_slope(values: list[float]) -> float:
+    """Theil-Sen: the median of the slopes between every pair of points. A leak raises every pair's slope; the
+    allocator's jumps of ~10 MB at single points (which tilted a least-squares fit to 0.6 MB per reload on a loaded
+    machine with no leak) move only the pairs that touch them."""
+    if len(values) < 2:
+        return 0.0
+    y = np.asarray(values, dtype=np.float64)
+    i, j = np.triu_indices(len(y), k=1)
+    return float(np.median((y[j] - y[i]) / (j - i)))
+
+
 def reload_curve(url: str, pid: int, images: list[bytes], reloads: int, requests: int) -> Curve:
     """Reload ``reloads`` times against a running server (``pid``), reading its RSS after each; see the docstring."""
     admin = {"Authorization": f"Bearer {TOKEN}"}
@@ -61,7 +72,7 @@ def reload_curve(url: str, pid: int, images: list[bytes], reloads: int, requests
                 http.post("/predict", files={"file": images[index % len(images)]}).raise_for_status()
             rss.append(round(memory_mb(process_tree(pid))[0], 1))
     after_first = np.array(rss[1:])
-    slope = float(np.polyfit(np.arange(len(after_first)), after_first, 1)[0]) if len(after_first) > 1 else 0.0
+    slope = median_slope(after_first)
     return Curve(rss, round(rss[-1] - rss[min(1, reloads)], 1), round(slope, 3), round(spent_s / max(reloads, 1), 3))
 
 
