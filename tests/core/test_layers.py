@@ -44,7 +44,10 @@ LAYERS: list[set[str]] = [
     {"deepfer.client"},
     {f"deepfer.video.{name}" for name in ("drawing", "frames", "annotated", "writers", "plot", "cuts", "outputs")},
     {"deepfer.video.analysers", "deepfer.video"},
+    {"deepfer.cli.common"},
+    {"deepfer.cli.serve", "deepfer.cli.predict", "deepfer.cli.video"},
     {"deepfer.cli"},
+    {"deepfer.cli.__main__"},
 ]
 STAGES_AND_PIPELINE = sorted(LAYERS[2] | LAYERS[3] | LAYERS[4] | LAYERS[5])
 WEB = ("fastapi", "starlette", "uvicorn", "python_multipart", "deepfer.server")
