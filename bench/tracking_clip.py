@@ -39,7 +39,7 @@ import numpy as np
 
 from deepfer.contract import LABELS
 from deepfer.tracking.assignment import linear_sum_assignment
-from deepfer.tracking.tracker import Box, Detection, Tracker, TrackerSettings, box_iou
+from deepfer.tracking.tracker import Rect, Sighting, Tracker, TrackerSettings, box_iou
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1280, 720
@@ -59,8 +59,8 @@ class Person:
     hidden: tuple[tuple[float, float], ...]  # (from s, to s): turned away or behind something; no detection
     emotions: tuple[tuple[float, str], ...]  # (from s, emotion), in time order
 
-    def box_at(self, time_s: float) -> Box | None:
-        """Box at ``time_s``, or None when not in the scene: outside the waypoints, or the centre off the frame."""
+    def box_at(self, time_s: float) -> Rect | None:
+        """The box at ``time_s``, or None when not in the scene: outside the waypoints, or the centre off the frame."""
         times = [w[0] for w in self.waypoints]
         if not times[0] <= time_s <= times[-1]:
             return None
@@ -93,9 +93,9 @@ PEOPLE = (
 @dataclass(frozen=True)
 class ClipFrame:
     time_s: float
-    detections: list[Detection]  # what the imitated detector returned, false positives included
-    truth: list[tuple[int, Box]]  # (identity, exact box) of every face visible in the frame
-    detected: list[tuple[int, Box]]  # the part of ``truth`` the detector found: what a tracker can follow
+    detections: list[Sighting]  # what the imitated detector returned, false positives included
+    truth: list[tuple[int, Rect]]  # (identity, exact box) of every face visible in the frame
+    detected: list[tuple[int, Rect]]  # the part of ``truth`` the detector found: what a tracker can follow
 
 
 def frame_times(fps: float, variable: bool, rng: np.random.Generator) -> list[float]:
@@ -107,7 +107,7 @@ def frame_times(fps: float, variable: bool, rng: np.random.Generator) -> list[fl
     return times
 
 
-def visible_faces(time_s: float) -> list[tuple[int, Box]]:
+def visible_faces(time_s: float) -> list[tuple[int, Rect]]:
     """Faces in the scene and not hidden: turned away, or covered by a nearer (larger) face."""
     present = [
         (p.identity, box)
@@ -125,7 +125,7 @@ def visible_faces(time_s: float) -> list[tuple[int, Box]]:
     return visible
 
 
-def _covered_fraction(box: Box, by: Box) -> float:
+def _covered_fraction(box: Rect, by: Rect) -> float:
     width = max(0.0, min(box[0] + box[2], by[0] + by[2]) - max(box[0], by[0]))
     height = max(0.0, min(box[1] + box[3], by[1] + by[3]) - max(box[1], by[1]))
     return width * height / (box[2] * box[3])
@@ -135,7 +135,7 @@ def make_clip(fps: float = 25.0, variable: bool = False, seed: int = 0) -> list[
     """The synthetic clip: ground truth and imitated detections per frame (see the module docstring)."""
     rng = np.random.default_rng(seed)
     by_identity = {p.identity: p for p in PEOPLE}
-    false_positives: list[tuple[Box, int]] = []  # (box, frames left)
+    false_positives: list[tuple[Rect, int]] = []  # (box, frames left)
     frames = []
     times = frame_times(fps, variable, rng)
     mean_gap_s = DURATION_S / len(times)
@@ -151,7 +151,7 @@ def make_clip(fps: float = 25.0, variable: bool = False, seed: int = 0) -> list[
     return frames
 
 
-def _background_box(time_s: float, rng: np.random.Generator) -> Box:
+def _background_box(time_s: float, rng: np.random.Generator) -> Rect:
     """A false positive's box: anywhere on the background, off every face in the scene (hidden ones included),
     because a detector does not see a second face on a face."""
     faces = [box for p in PEOPLE if (box := p.box_at(time_s)) is not None]
@@ -162,13 +162,13 @@ def _background_box(time_s: float, rng: np.random.Generator) -> Box:
             return box
 
 
-def _detect(box: Box, emotion: str, rng: np.random.Generator) -> Detection:
+def _detect(box: Rect, emotion: str, rng: np.random.Generator) -> Sighting:
     size = box[2]
     cx, cy = box[0] + size / 2 + rng.normal(0, 0.03 * size), box[1] + size / 2 + rng.normal(0, 0.03 * size)
     side = size * (1 + rng.normal(0, 0.03))
     # The scripted emotion wins on average with about 0.6 of the mass, but any single frame may be wrong.
     alpha = np.ones(len(LABELS)) + 8.0 * (np.array(LABELS) == emotion)
-    return Detection(
+    return Sighting(
         box=(float(cx - side / 2), float(cy - side / 2), float(side), float(side)),
         probabilities=rng.dirichlet(alpha).astype(np.float32),
     )
@@ -189,7 +189,7 @@ class MotCounts:
 
 
 def evaluate(
-    frames: Sequence[tuple[list[tuple[int, Box]], list[tuple[int, Box]]]], min_iou: float = MATCH_IOU
+    frames: Sequence[tuple[list[tuple[int, Rect]], list[tuple[int, Rect]]]], min_iou: float = MATCH_IOU
 ) -> MotCounts:
     """Count MOT metrics from per-frame (truth, hypotheses), each a list of (identity or track ID, box)."""
     last_match: dict[int, int] = {}  # truth identity -> the hypothesis ID it was last matched to
@@ -231,15 +231,15 @@ def evaluate(
     )
 
 
-def _iou(truth: list[tuple[int, Box]], hypotheses: list[tuple[int, Box]]) -> np.ndarray:
+def _iou(truth: list[tuple[int, Rect]], hypotheses: list[tuple[int, Rect]]) -> np.ndarray:
     if not truth or not hypotheses:
         return np.zeros((len(truth), len(hypotheses)))
     return box_iou(np.array([b for _, b in truth], dtype=float), np.array([b for _, b in hypotheses], dtype=float))
 
 
 def _clear_matches(
-    truth: list[tuple[int, Box]],
-    hypotheses: list[tuple[int, Box]],
+    truth: list[tuple[int, Rect]],
+    hypotheses: list[tuple[int, Rect]],
     iou: np.ndarray,
     last_match: dict[int, int],
     min_iou: float,

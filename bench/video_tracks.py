@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES, iou, read_scenes
 from deepfer.settings import Settings
-from deepfer.tracking.tracker import Detection, Tracker, TrackerSettings
+from deepfer.tracking.tracker import Sighting, Tracker, TrackerSettings
 from deepfer.video import cuts
 from deepfer.video.analysers import local_analyser
 from deepfer.wire import PredictResponse
@@ -140,7 +140,7 @@ def births(
         for index, answer in enumerate(shot):
             time_s = index / fps
             detections = [
-                Detection(
+                Sighting(
                     box=(float(f.box.x), float(f.box.y), float(f.box.width), float(f.box.height)),
                     probabilities=UNIFORM,
                     score=f.detection_score,

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--calibration",
         type=Path,
         default=None,
-        help="temperature.json from python -m training.calibrate: its temperature goes into the graph",
+        help="temperature.json from python -m training.fit_temperature: its temperature goes into the graph",
     )
     parser.add_argument(
         "--metrics",

@@ -9,7 +9,6 @@ the reports scored. Atomic, like every export.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import onnx
 from deepfer.contract import MetadataKey
 from export.files import atomic_write
 from export.metadata import sha256_file
+from training.graph import graph_sha256
 
 REPORTED = ("accuracy", "macro_f1", "macro_auc", "ece_15_bins", "count")
 
@@ -60,11 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write((json.dumps(sidecar, indent=2) + "\n").encode(), sidecar_path)
     print(json.dumps(metrics["evaluation"]))
     return 0
-
-
-def graph_sha256(graph: onnx.GraphProto) -> str:
-    """The computation alone: unchanged by stamping, which rewrites only the metadata and so the file's hash."""
-    return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from numpy.typing import NDArray
 
 from deepfer.engine.align import to_batch
 from deepfer.engine.classifier import EmotionClassifier
-from export.stamp import graph_sha256
 from training.conditions import CONDITIONS, apply_condition
 from training.data import FaceSet, load_split, sha256_of, split_errors_exit, validation_faces
+from training.graph import graph_sha256
 from training.report import per_class_table, score, write_report
 
 

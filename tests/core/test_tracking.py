@@ -14,13 +14,13 @@ import pytest
 
 from bench.tracking_clip import PEOPLE, evaluate, make_clip, run_clip
 from deepfer.contract import LABELS
-from deepfer.tracking.tracker import Detection, Tracker, TrackerSettings, box_iou, low_pass
+from deepfer.tracking.tracker import Sighting, Tracker, TrackerSettings, box_iou, low_pass
 
 HAPPY, SAD = np.eye(len(LABELS), dtype=np.float32)[[LABELS.index("happy"), LABELS.index("sad")]]
 
 
-def face(probabilities: np.ndarray = HAPPY, box: tuple[float, float, float, float] = (100, 100, 80, 80)) -> Detection:
-    return Detection(box=box, probabilities=np.asarray(probabilities, dtype=np.float32))
+def face(probabilities: np.ndarray = HAPPY, box: tuple[float, float, float, float] = (100, 100, 80, 80)) -> Sighting:
+    return Sighting(box=box, probabilities=np.asarray(probabilities, dtype=np.float32))
 
 
 # --- association on the synthetic clip ---------------------------------------------------------------------
@@ -110,8 +110,8 @@ def test_min_track_s_is_the_same_time_at_any_frame_rate(fps: float) -> None:
 
 
 def test_min_track_score_keeps_a_weak_blob_tentative_and_counts_the_mean() -> None:
-    def scored(score: float) -> Detection:
-        return Detection(box=(100, 100, 80, 80), probabilities=HAPPY, score=score)
+    def scored(score: float) -> Sighting:
+        return Sighting(box=(100, 100, 80, 80), probabilities=HAPPY, score=score)
 
     tracker = Tracker(TrackerSettings(min_hits=3, min_track_score=0.5))
     assert [tracker.update(i / 25, [scored(0.4)])[0].track_id for i in range(10)] == [None] * 10
@@ -172,7 +172,7 @@ def test_two_faces_passing_each_other_keep_their_ids_through_a_hidden_second() -
 def test_update_answers_in_detection_order_and_carries_raw_probabilities_and_landmarks() -> None:
     tracker = Tracker(TrackerSettings(min_hits=1))
     landmarks = np.arange(10, dtype=np.float32).reshape(5, 2)
-    detections = [face(SAD, (500, 100, 90, 90)), Detection((100, 100, 80, 80), HAPPY, landmarks)]
+    detections = [face(SAD, (500, 100, 90, 90)), Sighting((100, 100, 80, 80), HAPPY, landmarks)]
     faces = tracker.update(0.0, detections)
     assert [f.track_id for f in faces] == [1, 2]
     assert [f.emotion for f in faces] == ["sad", "happy"]
@@ -187,7 +187,7 @@ def test_frames_must_move_forward_in_time_and_inputs_are_checked() -> None:
     with pytest.raises(ValueError, match="not after"):
         tracker.update(1.0, [face()])
     with pytest.raises(ValueError, match="shape"):
-        Detection((0, 0, 10, 10), np.ones(6, dtype=np.float32) / 6)
+        Sighting((0, 0, 10, 10), np.ones(6, dtype=np.float32) / 6)
     with pytest.raises(ValueError, match="min_hits"):
         TrackerSettings(min_hits=0)
     with pytest.raises(ValueError, match="min_track_s"):

@@ -358,7 +358,7 @@ def test_calibration_puts_the_fitted_temperature_into_the_graph(tmp_path: Path, 
 
     raw = tmp_path / "raw.onnx"
     run_module("export", "--model", trained / "best.keras", "--out", raw)
-    run_module("training.calibrate", "--model", raw, "--data", dataset, "--out", tmp_path / "calibration")
+    run_module("training.fit_temperature", "--model", raw, "--data", dataset, "--out", tmp_path / "calibration")
     fitted = json.loads((tmp_path / "calibration" / "temperature.json").read_text())
     assert 0.25 <= fitted["temperature"] <= 8.0
     assert fitted["fitted_on"]["split"] == "validation"
@@ -377,7 +377,7 @@ def test_calibration_puts_the_fitted_temperature_into_the_graph(tmp_path: Path, 
     assert float(metadata[MetadataKey.TEMPERATURE]) == pytest.approx(fitted["temperature"], rel=1e-5)
     assert metadata[MetadataKey.CROP] == "centre_40"
     again = subprocess.run(
-        [sys.executable, "-m", "training.calibrate", "--model", calibrated, "--data", dataset, "--out", tmp_path],
+        [sys.executable, "-m", "training.fit_temperature", "--model", calibrated, "--data", dataset, "--out", tmp_path],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -70,7 +70,7 @@ from deepfer.server.dependencies import key_matches
 from deepfer.server.errors import error_response
 from deepfer.server.state import service_state
 from deepfer.settings import Settings
-from deepfer.tracking.tracker import Detection, TrackedFace, Tracker
+from deepfer.tracking.tracker import Sighting, TrackedFace, Tracker
 from deepfer.wire import (
     DropReason,
     ErrorBody,
@@ -355,7 +355,7 @@ async def _process(pipeline: Pipeline, mailbox: _Mailbox, counts: _Counts, opene
         time_s = max(frame.arrived - opened, previous_s + 1e-6)
         previous_s = time_s
         detections = [
-            Detection(box=(float(x), float(y), float(w), float(h)), probabilities=face.probabilities)
+            Sighting(box=(float(x), float(y), float(w), float(h)), probabilities=face.probabilities)
             for face in analysis.faces
             for x, y, w, h in [face.box]
         ]

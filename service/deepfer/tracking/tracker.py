@@ -64,7 +64,7 @@ from numpy.typing import NDArray
 from deepfer.contract import LABELS
 from deepfer.tracking.assignment import linear_sum_assignment
 
-Box = tuple[float, float, float, float]  # x, y, width, height in pixels
+Rect = tuple[float, float, float, float]  # x, y, width, height in pixels
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,10 @@ class TrackerSettings:
 
 
 @dataclass(frozen=True)
-class Detection:
+class Sighting:
     """One face in one frame, as the pipeline reports it."""
 
-    box: Box
+    box: Rect
     probabilities: NDArray[np.float32]  # 7, LABELS order
     # 5 x 2 (eyes, nose tip, mouth corners) or None: carried through to the output, not used for association,
     # because they move with the box and add nothing to where it is.
@@ -151,7 +151,7 @@ class Detection:
 class TrackedFace:
     """A detection with its track: ``track_id`` is None while the track is tentative (fewer than min_hits hits)."""
 
-    detection: Detection
+    detection: Sighting
     track_id: int | None
     smoothed: NDArray[np.float32]  # 7, LABELS order; equals the raw probabilities on a track's first frame
 
@@ -263,7 +263,7 @@ class _Track:
         shifted[:2] += velocity * (time_s - self.last_s)
         return shifted
 
-    def observe(self, time_s: float, detection: Detection, settings: TrackerSettings) -> None:
+    def observe(self, time_s: float, detection: Sighting, settings: TrackerSettings) -> None:
         gap_s = time_s - self.last_s
         box = np.asarray(detection.box, dtype=np.float64)
         raw = detection.probabilities.astype(np.float64)
@@ -327,7 +327,7 @@ class Tracker:
         self._next_id = 1
         self._last_time_s: float | None = None
 
-    def update(self, time_s: float, detections: Sequence[Detection]) -> list[TrackedFace]:
+    def update(self, time_s: float, detections: Sequence[Sighting]) -> list[TrackedFace]:
         """Associate one frame's detections with the tracks; the answer is in the order of ``detections``.
 
         ``time_s`` is the frame's presentation time and must increase from frame to frame: the gaps between
@@ -397,7 +397,7 @@ class Tracker:
                 self._ended.append(track.summary(ended=True))
         self._live = keep
 
-    def _associate(self, time_s: float, detections: Sequence[Detection]) -> list[tuple[int, int]]:
+    def _associate(self, time_s: float, detections: Sequence[Sighting]) -> list[tuple[int, int]]:
         """(track index, detection index) pairs: the best allowed assignment, confirmed tracks first."""
         if not self._live or not detections:
             return []

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepfer.contract import LABELS
-from deepfer.tracking.tracker import Detection, Tracker, TrackerSettings
+from deepfer.tracking.tracker import Sighting, Tracker, TrackerSettings
 from deepfer.video import plot as charts
 from deepfer.video.analysers import FrameAnalyser
 from deepfer.video.annotated import check_annotated, open_annotated_writer
@@ -163,11 +163,11 @@ async def _in_order(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _detection(face: Face) -> Detection:
+def _detection(face: Face) -> Sighting:
     """The API's face as the tracker's input: its box, its seven probabilities in LABELS order and its score."""
     box = face.box
     probabilities = face.probabilities.model_dump()
-    return Detection(
+    return Sighting(
         box=(float(box.x), float(box.y), float(box.width), float(box.height)),
         probabilities=np.array([probabilities[label] for label in LABELS], dtype=np.float32),
         score=face.detection_score,

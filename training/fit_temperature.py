@@ -1,4 +1,4 @@
-"""``python -m training.calibrate --model emotion.onnx --data fer2013.zip --out reports/NAME/calibration``.
+"""``python -m training.fit_temperature --model emotion.onnx --data fer2013.zip --out reports/NAME/calibration``.
 
 Fits the temperature on the model's own validation split (rebuilt from its metadata, never PublicTest), and
 writes ``temperature.json`` (what ``python -m export --calibration`` reads to put it into the graph), the
@@ -21,7 +21,7 @@ from training.report import plot_reliability
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.fit_temperature", description=__doc__)
     parser.add_argument("--model", type=Path, required=True, help="ONNX classifier exported without a temperature")
     parser.add_argument("--data", type=Path, required=True, help="the FER2013 folder or zip it was trained on")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
