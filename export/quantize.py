@@ -2,7 +2,7 @@
 
 Why: in float32 the classifier was about half of the service's CPU per image, and this Xeon runs int8
 convolutions (VNNI/AMX) ~2.4x faster (``python -m bench.classifier`` on model v2: 1,053 vs 434 faces/s at batch 64,
-the README's table) while PublicTest accuracy did not move (64.5% both). Calibration uses training faces only,
+docs/performance.md) while PublicTest accuracy did not move (64.5% both). Calibration uses training faces only,
 never the test split. The result keeps the float32 input/output contract: quantise/dequantise nodes sit inside
 the graph.
 """

@@ -1,6 +1,6 @@
 """Training and validation batches as numpy arrays, the same on every Keras backend.
 
-Why not tf.data: the same training runs under JAX on an accelerator (the GPU path in the README), where there is
+Why not tf.data: the same training runs under JAX on an accelerator (the GPU path in docs/model.md), where there is
 no TensorFlow. Every other augmentation is the network's first layer (``training.augment``, in ``keras.ops``),
 so what is left for the host is a shuffle and a JPEG re-compression of a quarter of the faces: about 1 ms of a
 128-face batch with OpenCV, against seconds for the step itself on this CPU.

@@ -23,7 +23,7 @@ class TrainConfig:
     # SGD with Nesterov momentum: the optimiser behind the strongest published single FER2013 networks (+1.2
     # points over Adam in Khaireddin & Chen's ablation). "one_cycle" warms up linearly over ``warmup_epochs`` and
     # decays linearly to 0: at lr 0.1 it reached 70.0% on validation in 60 epochs where the cosine schedule at
-    # 0.03 stopped near 68% after ~130 (MODEL_RESEARCH.md); the last third of the decay does most of the work.
+    # 0.03 stopped near 68% after ~130 (docs/model.md); the last third of the decay does most of the work.
     learning_rate: float = 0.03
     warmup_epochs: int = 2
     schedule: Schedule = "cosine"

@@ -31,7 +31,7 @@ def _split_list(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Service configuration; see the README's settings table for the reasoning behind each default."""
+    """Service configuration; see docs/limits.md (the settings table) for the reasoning behind each default."""
 
     model_config = SettingsConfigDict(env_prefix="DEEPFER_", extra="ignore", frozen=True)
 
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     opencv_threads: int = Field(1, ge=1, description="OpenCV's threads per call (process-wide); 1 = sequential")
 
     # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
-    # the table is in the README).
+    # the table is in docs/model.md).
     detection_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_max_side_px: int = Field(512, ge=64, description="larger images are downscaled before detection")
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     stream_max_connections: int = Field(64, ge=1, description="open streams per process; one more is closed with 1013")
 
     # deepfer video's tracks (deepfer.tracking.tracker, deepfer.video.cuts), measured by bench/video_tracks.py on
-    # shots made from the public scenes (README, Video analysis). The live stream keeps naming people on their
+    # shots made from the public scenes (docs/video.md). The live stream keeps naming people on their
     # third frame.
     video_min_track_s: float = Field(
         0.3, ge=0, description="a face gets a track ID once tracked this long (all frames in a row)"

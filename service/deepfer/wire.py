@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deepfer.contract import LABELS
 from deepfer.errors import DeepFERError
 
-#: A real answer of the service for tests/data/scenes/scene_0000.jpg, shown in /docs and the README;
+#: A real answer of the service for tests/data/scenes/scene_0000.jpg, shown in /docs and the README's front page;
 #: tests/http/test_examples.py checks it against a live run (and rewrites it with DEEPFER_UPDATE_EXAMPLES=1).
 PREDICT_EXAMPLE = Path(__file__).resolve().parent / "examples" / "predict.json"
 

@@ -1,5 +1,6 @@
-"""The layers of ``deepfer`` as STYLE.md draws them: the stages and the pipeline never load the web stack, the
-client never loads the server's dependencies, and no module imports one above it (so there is no import circle).
+"""The layers of ``deepfer`` as docs/development.md draws them: the stages and the pipeline never load the web
+stack, the client never loads the server's dependencies, and no module imports one above it (so there is no
+import circle).
 
 Each check runs in a fresh interpreter, so what another test imported cannot hide a stray import.
 """
@@ -18,7 +19,7 @@ from tests.servers import REPO
 
 PACKAGE = REPO / "service" / "deepfer"  # the import package `deepfer`
 
-#: Bottom to top, as STYLE.md and docs/development.md draw them; a module may import its own layer's modules and
+#: Bottom to top, as docs/development.md draws them; a module may import its own layer's modules and
 #: any below, never above. The engine's floors are listed one by one, so a stage cannot reach for the pipeline.
 ENGINE = "deepfer.engine."
 LAYERS: list[set[str]] = [
@@ -115,7 +116,7 @@ def test_each_module_imports_only_its_layer_or_below(path: Path) -> None:
     if module in {"deepfer", "deepfer.server", "deepfer.engine", "deepfer.tracking"}:
         return  # the package files: a lazy re-export of the client, and docstrings
     own = _layer_of(module)
-    assert own is not None, f"{module} is in no layer of this test (and of STYLE.md): place it"
+    assert own is not None, f"{module} is in no layer of this test (and of docs/development.md): place it"
     for imported in sorted(_deepfer_imports(path) - {module}):
         layer = _layer_of(imported)
         if layer is None:  # a package itself (``from deepfer.server import routes`` names the module above)

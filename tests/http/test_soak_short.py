@@ -2,7 +2,7 @@
 
 Proves that a few hundred back-to-back requests from concurrent clients all succeed and that the server's
 memory does not run away in the meantime; the 60 s / 32 client run and the 10,000-request RSS run are the
-same script with its defaults (see README, "Reliability testing"). The committed scenes are two of the public
+same script with its defaults (see docs/development.md, "Reliability tests"). The committed scenes are two of the public
 ones, so this test never skips for missing shared data.
 """
 

@@ -1,6 +1,6 @@
 """YuNet face detection, run directly in ONNX Runtime: BGR image -> list[Detection(box, landmarks, score)].
 
-Why not ``cv2.FaceDetectorYN``: it wraps the same network in OpenCV's DNN module, which PERFORMANCE.md measured
+Why not ``cv2.FaceDetectorYN``: it wraps the same network in OpenCV's DNN module, measured (2026-11, 2-core host)
 at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's decoding (same boxes to the pixel;
 ``tests/core/test_detect.py`` checks that agreement). Decoding follows OpenCV's ``FaceDetectorYN`` exactly: the image
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
@@ -8,7 +8,7 @@ is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's
 
 Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3) were
 chosen together with ``python -m bench.detection_sweep`` on the public scenes; the table and the reasons (15%
-less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in the README's
+less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in docs/model.md,
 "Detection and framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
 faces in HD frames want a larger ``detection_max_side_px``.
 """

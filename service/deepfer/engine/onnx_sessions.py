@@ -50,7 +50,7 @@ def open_session(path: Path, *, provider: Provider, intra_op_threads: int) -> or
     """Load one model file, failing with a message that names the file and the reason.
 
     Spinning is turned off: with it on, idle ORT threads busy-wait between runs and steal the core that the
-    decoder, the detector and the event loop need; PERFORMANCE.md measured 83 vs 138 images/s.
+    decoder, the detector and the event loop need (83 vs 138 images/s served on the 2-core host of 2026-11).
     """
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")

@@ -206,7 +206,7 @@ def lower_priority(nice: int, who: Callable[[], int]) -> None:
 
     Locating is the bulk of the CPU and waits in a FIFO queue anyway; the batcher and the event loop are short
     steps that every request passes through. At equal priority they queue behind detection for a core, and that
-    wait made the p99 (the README's Performance section has the measurement). Linux only: other systems have no
+    wait made the p99 (docs/performance.md has the measurement). Linux only: other systems have no
     per-thread nice. A sandbox that forbids it costs the latency gain, never a request.
     """
     if not nice or not sys.platform.startswith("linux"):

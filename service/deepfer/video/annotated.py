@@ -55,7 +55,7 @@ TIME_BASE: Final = Fraction(1, 90_000)
 
 
 def pyav_install_hint() -> str:
-    """How to get PyAV into the Python that runs this command, for each way the README installs deepfer.
+    """How to get PyAV into the Python that runs this command, for each way the docs install deepfer.
 
     A pip install and the Makefile's ``.venv`` both have pip, and ``python -m pip`` with this very interpreter
     installs into the environment the command runs from, whichever it is (``pip`` on the PATH may belong to
