@@ -36,7 +36,15 @@ def build_model(config: TrainConfig) -> keras.Model:
     48 px contract face: the crop layer takes random crops in training and the centre crop at inference.
     """
     inputs = keras.Input(shape=INPUT_SHAPE, name="face")
-    x = FaceAugment(config.crop, seed=config.seed, name="augment")(inputs)
+    x = FaceAugment(
+        config.crop,
+        seed=config.seed,
+        photometric_p=config.photometric_p,
+        blur_p=config.blur_p,
+        noise_p=config.noise_p,
+        erase_p=config.erase_p,
+        name="augment",
+    )(inputs)
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(x)
     for block, filters in enumerate(config.widths, start=1):
         x = _conv_bn_relu(x, filters, f"block{block}_a", config.weight_decay)
