@@ -202,12 +202,14 @@ def as_table(outcomes: list[tuple[Path, PredictResponse | ErrorBody]]) -> str:
     right_aligned = {1, 3, 5}
     rows: list[tuple[str, ...]] = []
     notes: dict[int, str] = {}  # row index -> text that replaces the face columns (error, no face)
+    from deepfer.wire import ErrorBody
+
     for path, outcome in outcomes:
-        if not _answered(outcome):
-            notes[len(rows)] = f"error: {outcome.code}: {outcome.message}"  # type: ignore[union-attr]
+        if isinstance(outcome, ErrorBody):
+            notes[len(rows)] = f"error: {outcome.code}: {outcome.message}"
             rows.append((path.name, "", "", "", "", ""))
             continue
-        faces = outcome.faces  # type: ignore[union-attr]
+        faces = outcome.faces
         if not faces:
             notes[len(rows)] = "no face found"
             rows.append((path.name, "-", "", "", "", ""))

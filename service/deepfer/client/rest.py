@@ -91,6 +91,7 @@ class Client(Closing):
             try:
                 wait = steps.send(self._request(call))
             except StopIteration as done:
+                # The generator's return value: typed Answer by ``retrying``, Any on StopIteration itself.
                 return done.value  # type: ignore[no-any-return]
 
     def _request(self, call: Call[Answer]) -> httpx.Response:
@@ -163,6 +164,7 @@ class AsyncClient(AsyncClosing):
             try:
                 wait = steps.send(await self._request(call))
             except StopIteration as done:
+                # As in Client._send: the generator's return value, typed by ``retrying``.
                 return done.value  # type: ignore[no-any-return]
 
     async def _request(self, call: Call[Answer]) -> httpx.Response:

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deepfer.contract import FACE_SIZE
+from deepfer.engine.pixels import as_uint8
 
 
 def to_grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -24,9 +25,9 @@ def to_grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     if channels == 1:
         return image[:, :, 0]
     if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return as_uint8(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        return as_uint8(cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY))
     raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
 
 
@@ -41,7 +42,7 @@ def resize_face(grey: NDArray[np.uint8]) -> NDArray[np.uint8]:
         return grey
     shrinking = height * width > FACE_SIZE * FACE_SIZE
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cv2.resize(grey, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
+    return as_uint8(cv2.resize(grey, (FACE_SIZE, FACE_SIZE), interpolation=interpolation))
 
 
 def face_from_crop(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -101,4 +102,4 @@ def align_face(
     to_crop = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, 1.0)
     to_crop[:, 2] += side / 2 - centre
     crop = cv2.warpAffine(image, to_crop, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return resize_face(to_grey(crop))
+    return resize_face(to_grey(as_uint8(crop)))

@@ -4,7 +4,7 @@ The format is recognised from its magic bytes (never from a file name or a clien
 pixel count is read from the header, so a decompression bomb (a few KB that expand to gigapixels) is refused
 before ``cv2.imdecode`` allocates anything. The readers follow the decoders' own rules (which JPEG frame header
 libjpeg uses, which chunk libpng and libwebp take the size from), because a reader that finds another size than
-the decoder is a bypass; ``tests/core/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
+the decoder is a bypass; ``tests/unit/test_header_agreement.py`` fuzzes exactly that. A JPEG's scans are counted too:
 a progressive JPEG costs one pass over every block per scan, so a small file can be a CPU bomb.
 
 The header only bounds the work when the decoder stops where the header says. libpng does not: it inflates every
@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from deepfer.engine.pixels import as_uint8
 from deepfer.errors import BadImage, TooManyPixels, TooManyScans, TooMuchImageData, UnsupportedFormat
 
 
@@ -160,7 +161,7 @@ def decode(data: bytes, *, max_pixels: int, max_pixel_scans: int) -> NDArray[np.
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise BadImage(f"corrupt or truncated {header.format.name} data")
-    return image
+    return as_uint8(image)
 
 
 def _jpeg_header(data: bytes) -> tuple[int, int, int]:

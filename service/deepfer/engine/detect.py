@@ -2,7 +2,7 @@
 
 Why not ``cv2.FaceDetectorYN``: it wraps the same network in OpenCV's DNN module, measured (2026-11, 2-core host)
 at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's decoding (same boxes to the pixel;
-``tests/core/test_detect.py`` checks that agreement). Decoding follows OpenCV's ``FaceDetectorYN`` exactly: the image
+``tests/unit/test_detect.py`` checks that agreement). Decoding follows OpenCV's ``FaceDetectorYN`` exactly: the image
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deepfer.engine.onnx_sessions import Provider, open_session
+from deepfer.engine.pixels import as_uint8
 from deepfer.errors import ModelLoadError
 
 _STRIDES: Final = (8, 16, 32)
@@ -145,8 +146,8 @@ def _shrink(image: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8
     finds the same 387 faces with the same 6 extra boxes as INTER_AREA (bilinear: 386).
     """
     while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
-        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+        image = as_uint8(cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA))
+    return as_uint8(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC))
 
 
 def _round_up(value: int, multiple: int) -> int:

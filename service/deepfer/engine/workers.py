@@ -184,7 +184,7 @@ _worker = _Worker()
 
 
 def _start_worker(settings: dict[str, object]) -> None:
-    _worker.settings = Settings(**settings)
+    _worker.settings = Settings.model_validate(settings)
     cv2.setNumThreads(_worker.settings.opencv_threads)
     lower_priority(_worker.settings.pipeline_nice, os.getpid)
     _worker.detector = load_detector(_worker.settings)

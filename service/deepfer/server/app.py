@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 import cv2
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -100,7 +101,7 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     app.add_middleware(
         AdmissionMiddleware,
         pipeline=lambda: state.pipeline,
-        routes={route.path: route for route in predict_routes.router.routes},
+        routes={route.path: route for route in predict_routes.router.routes if isinstance(route, APIRoute)},
         on_refused=lambda code: metrics.errors.labels(code).inc(),
     )
     if settings.cors_origins:

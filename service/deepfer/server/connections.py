@@ -47,11 +47,12 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
@@ -95,6 +96,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._draining = False  # the server is shutting down: answer the request on its way, then close
         self._unanswered = 0  # requests parsed on this connection whose response has not been sent in full
 
+    # uvicorn's own protocol narrows asyncio's BaseTransport to Transport here; this override keeps its signature.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self._limits.max_connections:
@@ -338,8 +340,10 @@ class DrainingServer(uvicorn.Server):
         for server in self.servers:
             server.close()
         loop = asyncio.get_running_loop()
+        # uvicorn types the class as a bare asyncio.Protocol; its constructor takes these keywords.
+        protocol_class = cast(Callable[..., asyncio.Protocol], self.config.http_protocol_class)
         protocol = partial(
-            self.config.http_protocol_class,
+            protocol_class,
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,

@@ -267,7 +267,7 @@ async def _next_message(websocket: WebSocket, timeout_s: float, why: str) -> dic
         raise _CloseStreamError(TIMEOUT, f"{why} for {timeout_s:g} s") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(int(message.get("code", 1000)))
-    return message
+    return dict(message)
 
 
 async def _authenticate(websocket: WebSocket, settings: Settings) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Final
@@ -135,7 +135,7 @@ async def analyse_video(
 
 async def _in_order(
     source: Iterator[Frame], analyse: FrameAnalyser, every: int, in_flight: int
-) -> AsyncIterator[tuple[Frame, PredictResponse | None]]:
+) -> AsyncGenerator[tuple[Frame, PredictResponse | None]]:
     """Every frame in order with its answer (None for frames not sampled), up to ``in_flight`` sampled frames
     being analysed at once. Frames read ahead wait here in order; the ones between two sampled frames wait with
     them (decoded only when annotating), at most ``every * in_flight`` frames in memory."""

@@ -143,6 +143,7 @@ def open_annotated_writer(path: Path, info: VideoInfo) -> Iterator[AnnotatedWrit
     """A writer for ``path`` at the source's size (rounded up to even), its codec chosen by the extension."""
     encoding = check_annotated(path)
     import av
+    from av.video.stream import VideoStream
 
     try:
         container = av.open(str(path), mode="w", format=encoding.container, options=encoding.container_options)
@@ -150,11 +151,14 @@ def open_annotated_writer(path: Path, info: VideoInfo) -> Iterator[AnnotatedWrit
         raise VideoError(f"cannot write an annotated video to {path}: {error}") from None
     # The nominal rate only guides the encoder's rate control; each frame's own time is what is written.
     stream = container.add_stream(encoding.codec, rate=Fraction(info.fps).limit_denominator(1001))
+    if not isinstance(stream, VideoStream):  # a video codec gives a video stream; the types cannot say so
+        raise VideoError(f"{encoding.codec} did not open a video stream")
     stream.width, stream.height = info.width + info.width % 2, info.height + info.height % 2
     stream.pix_fmt = PIXEL_FORMAT
     stream.time_base = TIME_BASE
     stream.codec_context.time_base = TIME_BASE
-    stream.options = encoding.codec_options
+    options: dict[str, object] = {**encoding.codec_options}
+    stream.options = options
     writer = AnnotatedWriter(container, stream)
     try:
         yield writer

@@ -27,8 +27,9 @@ LAYERS: list[set[str]] = [
     {"deepfer.wire", "deepfer.logs", "deepfer.metrics"},
     {
         ENGINE + name
-        for name in ("onnx_sessions", "decode", "detect", "align", "classifier", "batching", "capacity", "workers")
-    },
+        for name in ("onnx_sessions", "pixels", "decode", "detect", "align", "classifier", "batching", "capacity")
+    }
+    | {ENGINE + "workers"},
     {ENGINE + "models"},
     {ENGINE + "pipeline"},
     {ENGINE + "answers"},

@@ -1,6 +1,6 @@
 """Property tests of bytes -> decode -> preprocess: whatever arrives, the path yields a valid image or a 4xx type.
 
-``tests/core/test_decode.py`` already throws random bytes and random byte overwrites/truncations at four small
+``tests/unit/test_decode.py`` already throws random bytes and random byte overwrites/truncations at four small
 images. This file aims where those rarely land:
 
 * header edits: the exact fields our header parsers and the codecs read (JPEG segment lengths and SOF sizes,

@@ -13,7 +13,7 @@ from deepfer.contract import LABELS, MetadataKey
 from export.ensemble import averaged_graph, member_summary, shared_split, with_metadata
 from export.faces import ExportError
 from export.verify import onnx_answers
-from tests.training.test_model_recipe import batch
+from tests.unit.test_model_recipe import batch
 from training.calibration import apply_temperature
 
 MODELS = Path(__file__).resolve().parents[2] / "service" / "deepfer" / "models"
