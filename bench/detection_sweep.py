@@ -24,9 +24,10 @@ from pathlib import Path
 import cv2
 
 from bench.local_service import REPO
-from bench.scenes import DEFAULT_SCENES, match, read_scenes
+from bench.scenes import DEFAULT_SCENES, read_scenes
 from deepfer.engine.detect import FaceDetector
 from deepfer.settings import Settings
+from tests.scenes import match
 
 RESULTS = REPO / "bench" / "results"
 

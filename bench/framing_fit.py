@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.local_service import REPO
-from bench.scenes import DEFAULT_SCENES, match, read_scenes
+from bench.scenes import DEFAULT_SCENES, read_scenes
 from deepfer.contract import LABELS
 from deepfer.engine.align import (
     FRAME_CENTRE_DY_PER_BOX_WIDTH,
@@ -42,6 +42,7 @@ from deepfer.engine.align import (
 from deepfer.engine.detect import Detection
 from deepfer.engine.models import load_models
 from deepfer.settings import Settings
+from tests.scenes import match
 from training.data import FaceSet, sha256_of, split_errors_exit, validation_faces
 
 RESULTS = REPO / "bench" / "results"

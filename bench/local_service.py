@@ -29,13 +29,18 @@ def free_port() -> int:
         return port
 
 
+def _env_value(value: object) -> str:
+    """A setting as an environment variable: booleans as pydantic reads them, anything else (paths) verbatim."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def start_service(
     workers: int = 1, settings: dict[str, object] | None = None, poll_s: float = 0.2
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start the service with ``QUIET`` and ``settings`` added to the environment's settings; wait for /readyz."""
     port = free_port()
     added = {**QUIET, **(settings or {})}
-    env = {**os.environ, **{f"DEEPFER_{name.upper()}": str(value).lower() for name, value in added.items()}}
+    env = {**os.environ, **{f"DEEPFER_{name.upper()}": _env_value(value) for name, value in added.items()}}
     command = [
         sys.executable,
         "-m",

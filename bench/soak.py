@@ -5,8 +5,8 @@
     python -m bench.soak --hostile            # a clean run, then the same good traffic mixed with attacks
 
 ``--hostile`` measures twice on the same server: the good clients alone, then the good clients while
-``--hostile-clients`` more send bombs and malformed bodies back to back (``bench/hostile.py``: a pixel bomb behind
-a stuffed zero, progressive scan bombs, a header-only gigapixel PNG, a lying WebP canvas, nested JSON, a
+``--hostile-clients`` more send bombs and malformed bodies back to back (``tests/hostile_inputs.py``: a pixel bomb
+behind a stuffed zero, progressive scan bombs, a header-only gigapixel PNG, a lying WebP canvas, nested JSON, a
 5,000-digit integer, a 300-character boundary, a truncated JPEG). Good requests must keep 0 errors and a p99
 within 2x of the clean run; every attack must get a 4xx; RSS must stay flat.
 
@@ -43,7 +43,10 @@ import cv2
 import httpx
 import numpy as np
 
-from bench.hostile import (
+from bench.local_service import REPO, effective_settings, start_service
+from bench.scenes import SHARED_DIR
+from bench.traffic import Traffic
+from tests.hostile_inputs import (
     huge_int_json,
     long_boundary_multipart,
     many_parts_multipart,
@@ -54,9 +57,6 @@ from bench.hostile import (
     stuffed_zero_pixel_bomb,
     webp_vp8x_canvas,
 )
-from bench.local_service import REPO, effective_settings, start_service
-from bench.scenes import SHARED_DIR
-from bench.traffic import Traffic
 
 RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024

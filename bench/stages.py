@@ -21,13 +21,14 @@ from typing import TypeVar
 import cv2
 
 from bench.record import save
-from bench.scenes import DEFAULT_SCENES, load_scenes
+from bench.scenes import DEFAULT_SCENES
 from deepfer.engine.align import align_face, to_batch
 from deepfer.engine.classifier import EmotionClassifier
 from deepfer.engine.decode import decode
 from deepfer.engine.detect import FaceDetector
 from deepfer.engine.models import load_models
 from deepfer.settings import Settings
+from tests.scenes import load_scenes
 
 STAGES = ("decode", "detect", "align", "classify")
 T = TypeVar("T")

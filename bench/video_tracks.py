@@ -32,12 +32,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.record import save
-from bench.scenes import DEFAULT_SCENES, iou, read_scenes
+from bench.scenes import DEFAULT_SCENES, read_scenes
 from deepfer.settings import Settings
 from deepfer.tracking.tracker import Sighting, Tracker, TrackerSettings
 from deepfer.video import cuts
 from deepfer.video.analysers import local_analyser
 from deepfer.wire import PredictResponse
+from tests.scenes import iou
 
 UNIFORM = np.full(7, 1 / 7, dtype=np.float32)
 MIN_TRACK_S = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from bench.scenes import iou
 from deepfer.cli import main
 from deepfer.contract import LABELS
 from deepfer.settings import Settings
@@ -37,6 +36,7 @@ from deepfer.video.plot import PANEL_HEIGHT, longest_tracks, tick_label, time_ti
 from deepfer.video.writers import FrameResult
 from deepfer.wire import Face, PredictResponse
 from tests.imaging import DATA, retime_mp4
+from tests.scenes import iou
 from tests.servers import free_port
 
 SCENES = DATA / "scenes"

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from bench.hostile import huge_int_json, long_boundary_multipart, nested_json
 from deepfer.errors import TooLarge
 from deepfer.server.upload import read_images
+from tests.hostile_inputs import huge_int_json, long_boundary_multipart, nested_json
 from tests.imaging import DATA, encode, read, with_exif_orientation
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()

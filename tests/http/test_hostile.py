@@ -1,7 +1,7 @@
 """Issue 13's attacks, each against a real server: decompression and CPU bombs, hidden work after a timeout, a
 classifier run that raises, abandoned uploads, slow or huge headers, too many connections, SIGTERM under load,
 and the small exposures (docs, redirects, CORS, native stderr lines). The hostile bytes come from
-``bench/hostile.py``, which builds them from real encoder output; nothing here mocks the server or the models.
+``tests/hostile_inputs.py``, which builds them from real encoder output; nothing here mocks the server or the models.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.hostile import (
+from deepfer.contract import LABELS, MetadataKey
+from tests.hostile_inputs import (
     png_chunk,
     png_header_only,
     progressive_scan_bomb,
     stuffed_zero_pixel_bomb,
     webp_vp8x_canvas,
 )
-from deepfer.contract import LABELS, MetadataKey
 from tests.http.test_faults import deepfer_serve, wait_ready
 from tests.imaging import DATA, encode, read
 from tests.servers import free_port

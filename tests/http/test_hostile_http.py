@@ -3,7 +3,7 @@ malformed chunked bodies and pipelined requests, a million multipart parts, an e
 or doubled Host header; and, for each, that good requests from another client keep their latency meanwhile.
 
 The malformed requests go over raw sockets (an HTTP client would refuse to send them); the bombs come from
-``bench/hostile.py``, small on disk.
+``tests/hostile_inputs.py``, small on disk.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.hostile import many_parts_multipart, png_idat_bomb
+from tests.hostile_inputs import many_parts_multipart, png_idat_bomb
 from tests.http.test_faults import deepfer_serve, wait_ready
 from tests.http.test_hostile import error_code, raw_exchange
 from tests.imaging import DATA

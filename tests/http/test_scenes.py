@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from bench.scenes import load_scenes, match
+from tests.scenes import load_scenes, match
 
 
 def test_public_scenes_end_to_end(scenes_dir: Path, server_url: str) -> None:

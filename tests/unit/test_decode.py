@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from bench.hostile import png, png_idat_bomb
 from deepfer.engine.decode import Header, ImageFormat, decode, read_header
 from deepfer.errors import BadImage, DeepFERError, TooManyPixels, TooMuchImageData, UnsupportedFormat
+from tests.hostile_inputs import png, png_idat_bomb
 from tests.imaging import encode, read, with_exif_orientation
 
 SCENE = read("scenes/scene_0000.jpg")  # 480 x 640 x 3

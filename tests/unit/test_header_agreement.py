@@ -19,9 +19,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.hostile import jpeg, png_chunk, segment, sof0
 from deepfer.engine.decode import read_header
 from deepfer.errors import DeepFERError
+from tests.hostile_inputs import jpeg, png_chunk, segment, sof0
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SIDE = st.integers(1, 64)

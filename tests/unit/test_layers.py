@@ -143,3 +143,16 @@ def test_no_import_circle() -> None:
 
     for module in sorted(graph):
         visit(module, ())
+
+
+def test_tests_never_import_the_benchmarks() -> None:
+    """Benchmarks may reuse the tests' inputs (tests/hostile_inputs.py, tests/scenes.py, tests/tracking_clip.py);
+    a test runs a benchmark only as a user does, as a command, so a script's changes cannot break a test's imports."""
+    offenders = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names if name.split(".")[0] == "bench"]
+    assert not offenders, offenders

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from bench.tracking_clip import PEOPLE, evaluate, make_clip, run_clip
 from deepfer.contract import LABELS
 from deepfer.tracking.tracker import Sighting, Tracker, TrackerSettings, box_iou, low_pass
+from tests.tracking_clip import PEOPLE, evaluate, make_clip, run_clip
 
 HAPPY, SAD = np.eye(len(LABELS), dtype=np.float32)[[LABELS.index("happy"), LABELS.index("sad")]]
 

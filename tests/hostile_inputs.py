@@ -1,8 +1,9 @@
 """Hostile inputs, crafted byte by byte: decompression and CPU bombs and malformed bodies.
 
-Shared by the tests that prove each defence (``tests/http/test_hostile.py``) and by ``bench/soak.py --hostile``, which
-mixes them into good traffic. Every builder starts from a real encoder's output (OpenCV) and edits only the
-structure an attacker controls, so what the service receives is a file a decoder really accepts.
+Kept with the tests that prove each defence (``tests/http/test_hostile*.py``, ``tests/unit/test_decode.py``);
+``bench/soak.py --hostile`` mixes them into good traffic. Every builder starts from a real encoder's output
+(OpenCV) and edits only the structure an attacker controls, so what the service receives is a file a decoder
+really accepts.
 """
 
 from __future__ import annotations
