@@ -146,7 +146,12 @@ def test_openapi_documents_every_route_with_models(client: httpx.Client) -> None
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/healthz", "/readyz", "/metrics", "/model"} <= set(schema["paths"])
     predict = schema["paths"]["/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert set(predict["requestBody"]["content"]) == {
+        "multipart/form-data",
+        "application/json",
+        "image/*",
+        "application/octet-stream",
+    }
     assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictResponse")
     assert predict["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
     assert client.get("/docs").status_code == 200

@@ -63,7 +63,7 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
     "gif": ({"files": {"file": b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"}}, 415, "unsupported_format"),
     "tiff": ({"files": {"file": b"II*\x00" + bytes(64)}}, 415, "unsupported_format"),
     "wrong content type": (
-        {"content": SCENE, "headers": {"content-type": "image/jpeg"}},
+        {"content": SCENE, "headers": {"content-type": "text/plain"}},
         415,
         "unsupported_media_type",
     ),

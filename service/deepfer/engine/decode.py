@@ -151,11 +151,17 @@ def decode(data: bytes, *, max_pixels: int, max_pixel_scans: int) -> NDArray[np.
         raise BadImage("empty image")
     header = read_header(data)
     if header.pixels > max_pixels:
-        raise TooManyPixels(f"{header.width}x{header.height} = {header.pixels} pixels exceeds max_pixels={max_pixels}")
+        raise TooManyPixels(
+            f"{header.width}x{header.height} = {header.pixels} pixels exceeds max_pixels={max_pixels} "
+            "(DEEPFER_MAX_PIXELS)"
+        )
     if header.scans > MAX_JPEG_SCANS:
         raise TooManyScans(f"JPEG with {header.scans} scans; no encoder writes more than {MAX_JPEG_SCANS}")
     if header.pixels * header.scans > max_pixel_scans:
-        raise TooManyScans(f"{header.pixels} pixels x {header.scans} scans exceeds max_pixel_scans={max_pixel_scans}")
+        raise TooManyScans(
+            f"{header.pixels} pixels x {header.scans} scans exceeds max_pixel_scans={max_pixel_scans} "
+            "(DEEPFER_MAX_PIXEL_SCANS)"
+        )
     if header.format is ImageFormat.PNG:
         _check_png_data(data, header)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

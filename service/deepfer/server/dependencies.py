@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import SecretStr
 
 from deepfer.engine.pipeline import Options
-from deepfer.errors import Forbidden, Unauthorized
+from deepfer.errors import BadRequest, Forbidden, Unauthorized
 from deepfer.server.state import ServiceState, service_state
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
@@ -65,11 +65,19 @@ async def require_admin_token(
         raise Unauthorized("admin routes need 'Authorization: Bearer <admin token>'")
 
 
+#: The query parameters of the prediction routes, as ``predict_options`` declares them.
+PREDICT_PARAMETERS = ("detect", "max_faces", "min_face_size")
+
+
 async def predict_options(
+    request: Request,
     service: State,
     detect: Annotated[bool, Query(description="false: the whole image is one FER-framed face, as in FER2013")] = True,
     max_faces: Annotated[int | None, Query(ge=1, description="at most this many faces, largest first")] = None,
     min_face_size: Annotated[int, Query(ge=0, description="ignore faces whose box is smaller (pixels)")] = 0,
 ) -> Options:
+    """The options, or 400 naming an unknown parameter: a typo (``?min_scor=0.5``) must not pass without a word."""
+    if unknown := sorted(set(request.query_params) - set(PREDICT_PARAMETERS)):
+        raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; accepted: {', '.join(PREDICT_PARAMETERS)}")
     limit = service.settings.max_faces
     return Options(detect=detect, max_faces=min(max_faces or limit, limit), min_face_size=min_face_size)

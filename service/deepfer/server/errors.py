@@ -29,7 +29,7 @@ DECLARED: dict[int | str, dict[str, Any]] = {
         400: "empty body, invalid base64 or JSON, not an image, truncated or corrupt image",
         401: "missing or invalid API key (only when DEEPFER_API_KEYS is set)",
         413: "upload over max_upload_bytes, image over max_pixels, or too many files or form fields",
-        415: "content type not multipart/JSON, or an image format other than JPEG/PNG/WebP/BMP",
+        415: "content type not multipart, JSON or an image, or an image format other than JPEG/PNG/WebP/BMP",
         422: "an option out of range",
         503: "overloaded: retry after the Retry-After header's seconds",
         504: "the request took longer than request_timeout_s",

@@ -53,8 +53,8 @@ class Upload:
 async def read_images(
     request: Request, *, field_name: str, max_upload_bytes: int, max_files: int, max_fields: int
 ) -> list[Upload]:
-    """Multipart (``field_name`` parts, at most ``max_fields`` others) or JSON (``{"image": base64}``) ->
-    1..max_files uploads, or a 4xx."""
+    """Multipart (``field_name`` parts, at most ``max_fields`` others), JSON (``{"image": base64}``) or, for a
+    single image, the raw file (``image/*``, ``application/octet-stream``) -> 1..max_files uploads, or a 4xx."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type == b"multipart/form-data":
         boundary = params.get(b"boundary")
@@ -65,19 +65,39 @@ async def read_images(
         )
     elif content_type == b"application/json":
         uploads = [await _read_json(request, max_upload_bytes)]
+    elif max_files == 1 and (content_type.startswith(b"image/") or content_type == b"application/octet-stream"):
+        uploads = [await _read_raw(request, max_upload_bytes)]
     else:
+        raw = ", or the image itself as image/* or application/octet-stream" if max_files == 1 else ""
         raise UnsupportedMediaType(
-            f"content type {content_type.decode(errors='replace') or '(none)'} is not accepted; "
-            f'send multipart/form-data with field {field_name!r} or application/json {{"image": base64}}'
+            f"content type {content_type.decode(errors='replace') or '(none)'} is not accepted; send "
+            f'multipart/form-data with field {field_name!r}, application/json {{"image": base64}}{raw}'
         )
     return uploads
 
 
-def _check_declared_length(request: Request, limit: int) -> None:
+def _over(limit: int, max_upload_bytes: int) -> str:
+    """How a size refusal names its limit: the bytes, and the setting (and variable) that raises it."""
+    return f"the limit of {limit} bytes (from max_upload_bytes={max_upload_bytes}, DEEPFER_MAX_UPLOAD_BYTES)"
+
+
+def _check_declared_length(request: Request, limit: int, max_upload_bytes: int) -> None:
     """Refuse before reading when the client announces a body larger than we would ever accept."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise TooLarge(f"body of {declared} bytes exceeds {_over(limit, max_upload_bytes)}")
+
+
+async def _read_raw(request: Request, max_upload_bytes: int) -> Upload:
+    """The body is the image file itself (``curl --data-binary @face.jpg -H 'Content-Type: image/jpeg'``), as many
+    clients and other vision APIs send it; the format is read from the bytes, never from the content type."""
+    _check_declared_length(request, max_upload_bytes, max_upload_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_upload_bytes:
+            raise TooLarge(f"image body exceeds {_over(max_upload_bytes, max_upload_bytes)}")
+    return Upload(bytes(body))
 
 
 @dataclass(frozen=True)
@@ -123,7 +143,8 @@ class _PartState:
         disposition = parse_options_header(self.disposition)[1]
         self.is_ours = disposition.get(b"name") == self.field_name.encode()
         if self.is_ours and len(self.uploads) >= self.limits.max_files:
-            raise TooManyFiles(f"more than {self.limits.max_files} file(s) in field {self.field_name!r}")
+            setting = " (max_batch_files, DEEPFER_MAX_BATCH_FILES)" if self.limits.max_files > 1 else ""
+            raise TooManyFiles(f"more than {self.limits.max_files} file(s) in field {self.field_name!r}{setting}")
         if not self.is_ours:
             self.fields += 1
             if self.fields > self.limits.max_fields:
@@ -139,7 +160,9 @@ class _PartState:
         """Keep the bytes of ``field_name`` parts; count (and cap) but drop everything else."""
         self.size += end - start
         if self.size > self.limit:
-            raise TooLarge(f"a part of the upload exceeds the limit of {self.limit} bytes")
+            if self.limit == _MAX_TEXT_FIELD_BYTES:
+                raise TooLarge(f"a text field of the form exceeds {_MAX_TEXT_FIELD_BYTES} bytes")
+            raise TooLarge(f"a file of the upload exceeds {_over(self.limit, self.limits.max_upload_bytes)}")
         if self.is_ours:
             self.chunks.append(data[start:end])
 
@@ -152,7 +175,7 @@ class _PartState:
 
 async def _read_multipart(request: Request, boundary: bytes, field_name: str, limits: _PartLimits) -> list[Upload]:
     limit = limits.max_files * (limits.max_upload_bytes + _ENVELOPE_BYTES)
-    _check_declared_length(request, limit)
+    _check_declared_length(request, limit, limits.max_upload_bytes)
     state = _PartState(field_name, limits)
     received = 0
     try:  # the parser refuses a bad boundary (over 256 characters, say) when it is built
@@ -171,7 +194,7 @@ async def _read_multipart(request: Request, boundary: bytes, field_name: str, li
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+                raise TooLarge(f"body exceeds {_over(limit, limits.max_upload_bytes)}")
             parser.write(chunk)
         parser.finalize()
     except FormParserError as error:
@@ -185,12 +208,12 @@ async def _read_multipart(request: Request, boundary: bytes, field_name: str, li
 
 async def _read_json(request: Request, max_upload_bytes: int) -> Upload:
     limit = (max_upload_bytes + 2) // 3 * 4 + _ENVELOPE_BYTES  # base64 grows data by 4/3
-    _check_declared_length(request, limit)
+    _check_declared_length(request, limit, max_upload_bytes)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise TooLarge(f"JSON body exceeds the limit of {limit} bytes")
+            raise TooLarge(f"JSON body exceeds {_over(limit, max_upload_bytes)}")
     if not body:
         raise EmptyBody("empty request body")
     # pydantic's own JSON parser, not json.loads: it bounds nesting depth and number length itself and reports both
@@ -210,5 +233,5 @@ async def _read_json(request: Request, max_upload_bytes: int) -> Upload:
     except (binascii.Error, ValueError) as error:
         raise InvalidBase64(f"'image' is not valid base64: {error}") from None
     if len(data) > max_upload_bytes:
-        raise TooLarge(f"image of {len(data)} bytes exceeds max_upload_bytes={max_upload_bytes}")
+        raise TooLarge(f"image of {len(data)} bytes exceeds {_over(max_upload_bytes, max_upload_bytes)}")
     return Upload(data)

@@ -38,6 +38,8 @@ _IMAGE_BODY = {
                 }
             },
             "application/json": {"schema": PredictJSONRequest.model_json_schema()},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -73,7 +75,7 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
     responses=_PREDICT_ERRORS,
     openapi_extra=_IMAGE_BODY,
     operation_id="predict",
-    summary="Emotions of every face in one image (multipart field 'file' or JSON {'image': base64})",
+    summary="Emotions of every face in one image (multipart field 'file', JSON {'image': base64}, or the raw file)",
 )
 async def predict(request: Request, options: Choices, service: State) -> PredictResponse:
     settings, pipeline = service.settings, service.pipeline
