@@ -8,6 +8,7 @@ one place they become these models.
 
 from __future__ import annotations
 
+import base64
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +52,15 @@ class ErrorResponse(BaseModel):
         return cls(error=ErrorBody(code=code, message=message))
 
 
+#: A 48x48 FER2013 face (the committed test face ``fer_happy.jpg``): the JSON example a "Try it out" sends as is.
+FACE_EXAMPLE = Path(__file__).resolve().parent / "examples" / "face48.jpg"
+
+
+def _add_face_example(schema: dict[str, Any]) -> None:
+    """A whole, valid base64 image, read when the schema is built: a cut one ("...") was refused as sent."""
+    schema["examples"] = [base64.b64encode(FACE_EXAMPLE.read_bytes()).decode()]
+
+
 class PredictJSONRequest(BaseModel):
     """The JSON form of ``POST /predict``; options travel as query parameters for both forms."""
 
@@ -58,7 +68,7 @@ class PredictJSONRequest(BaseModel):
 
     image: str = Field(
         description="the image file's bytes, base64 (a data: URL prefix is accepted)",
-        examples=["/9j/4AAQSkZJRgABAQAAAQABAAD..."],
+        json_schema_extra=_add_face_example,
     )
 
 

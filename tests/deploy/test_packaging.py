@@ -37,8 +37,8 @@ def test_the_wheel_ships_only_the_runtime_package(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     packages = {name.split("/")[0] for name in names}
     assert packages == {"deepfer", next(p for p in packages if p.endswith(".dist-info"))}, packages
-    assert "deepfer/models/emotion-int8.onnx" in names and "deepfer/http/static/index.html" in names
-    assert "deepfer/http/examples/predict.json" in names
+    assert "deepfer/models/emotion-int8.onnx" in names and "deepfer/server/static/index.html" in names
+    assert "deepfer/examples/predict.json" in names
     assert not [name for name in names if name.endswith(".keras")], "the Keras copy is for training only"
 
 

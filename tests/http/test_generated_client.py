@@ -83,8 +83,10 @@ def test_generated_client_sends_a_bearer_key(
         image = body(image=base64.b64encode(SCENE.read_bytes()).decode())
         with client_module.Client(base_url=url) as anonymous:
             refused = predict.sync_detailed(client=anonymous, body=image)
+        # Generated from the keyless session server's schema, which declares no 401 (nothing there checks a key):
+        # the client hands the body back unparsed, in the one envelope.
         assert refused.status_code == 401
-        assert isinstance(refused.parsed, models.ErrorResponse) and refused.parsed.error.code == "unauthorized"
+        assert json.loads(refused.content)["error"]["code"] == "unauthorized"
         keyed = client_module.AuthenticatedClient(base_url=url, token="generated-key", timeout=httpx.Timeout(30))
         with keyed:
             answer = predict.sync(client=keyed, body=image)

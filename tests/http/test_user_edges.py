@@ -52,3 +52,19 @@ def test_a_pixel_limit_names_its_environment_variable(live_server: Callable[...,
     assert refused.status_code == 413 and refused.json()["error"]["code"] == "too_many_pixels", refused.text
     assert "max_pixels" in refused.json()["error"]["message"]
     assert "DEEPFER_MAX_PIXELS" in refused.json()["error"]["message"]
+
+
+def test_the_documented_json_example_is_answered_as_sent(client: httpx.Client) -> None:
+    """ "Try it out" sends the schema's example: it was cut with "..." and refused as invalid base64."""
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    example = body["properties"]["image"]["examples"][0]
+    answer = client.post("/predict?detect=false", json={"image": example})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["faces"]) == 1
+
+
+def test_a_batch_schema_needs_a_file(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["files"]["minItems"] == 1

@@ -14,11 +14,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import cv2
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -91,6 +94,8 @@ def create_app(settings: Settings, models: Models | None = None) -> FastAPI:
     streams = Slots("streams open", settings.stream_max_connections, setting="stream_max_connections")
     app.state.service = state = ServiceState(settings, metrics, streams)
     install_error_handlers(app, on_error=lambda code: metrics.errors.labels(code).inc())
+    # FastAPI documents replacing app.openapi as the way to shape the schema; mypy sees a method assigned.
+    app.openapi = partial(_openapi_as_configured, app, settings)  # type: ignore[method-assign]
     for router in routes.ROUTERS:
         app.include_router(router)
     app.include_router(stream_router)
@@ -126,6 +131,36 @@ class _EnvelopeCORSMiddleware(CORSMiddleware):
         if response.status_code < 400:
             return response
         return error_response(response.status_code, "cors_refused", bytes(response.body).decode())
+
+
+def _openapi_as_configured(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The schema of the API this service runs: the admin routes only with ``admin_token`` (without it they answer
+    403), and only the security it enforces (keys on the keyed routes when ``api_keys`` is set). Declared always,
+    generated clients and "Try it out" asked for credentials nothing checks, and a tester expected the 401 of a
+    missing key from an open route."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            license_info=app.license_info,
+        )
+        if settings.admin_token is None:  # the admin routes are off (403): not part of this service's API
+            schema["paths"] = {path: ops for path, ops in schema["paths"].items() if not path.startswith("/admin/")}
+            schema["tags"] = [tag for tag in schema.get("tags", []) if tag["name"] != "admin"]
+        for path, operations in schema.get("paths", {}).items():
+            enforced = settings.admin_token is not None if path.startswith("/admin/") else bool(settings.api_keys)
+            for operation in operations.values():
+                if not enforced:
+                    operation.pop("security", None)
+                    operation.get("responses", {}).pop("401", None)
+        if not settings.api_keys and settings.admin_token is None:
+            schema.get("components", {}).pop("securitySchemes", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

@@ -19,6 +19,10 @@ from deepfer.server.state import ServiceState, service_state
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+# Its own scheme in the schema: the admin token is another credential than the API keys sent the same way.
+_admin_bearer = HTTPBearer(
+    auto_error=False, scheme_name="AdminToken", description="Authorization: Bearer <DEEPFER_ADMIN_TOKEN>"
+)
 
 
 async def state(request: Request) -> ServiceState:
@@ -29,18 +33,27 @@ State = Annotated[ServiceState, Depends(state)]
 
 
 async def require_api_key(
+    request: Request,
     service: State,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
-    """Accept any configured key, compared in constant time against every key (no early exit to time)."""
+    """Accept any configured key, compared in constant time against every key (no early exit to time).
+
+    Every credential sent must be valid: a wrong or malformed ``Authorization`` beside a right ``X-API-Key`` is
+    refused, so a client never learns that one of its credentials is ignored (Schemathesis' ``ignored_auth``).
+    """
     keys = service.settings.api_keys
     if not keys:
         return
-    given = (bearer.credentials if bearer else None) or api_key
-    if not given:
+    sent = [api_key] if api_key is not None else []
+    if "authorization" in request.headers:
+        if bearer is None:
+            raise Unauthorized("the Authorization header must be 'Bearer <key>'")
+        sent.append(bearer.credentials)
+    if not sent:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    if not key_matches(given, keys):
+    if not all(key_matches(given, keys) for given in sent):
         raise Unauthorized("invalid API key")
 
 
@@ -54,7 +67,7 @@ def key_matches(given: str, keys: list[SecretStr]) -> bool:
 
 
 async def require_admin_token(
-    service: State, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    service: State, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)]
 ) -> None:
     """Admin routes take only the admin token, never an API key: a client that may predict may not reload."""
     token = service.settings.admin_token

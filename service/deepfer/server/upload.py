@@ -142,6 +142,9 @@ class _PartState:
         ``max_fields``, is refused here."""
         disposition = parse_options_header(self.disposition)[1]
         self.is_ours = disposition.get(b"name") == self.field_name.encode()
+        if self.is_ours and self.limits.max_files > 1 and b"filename" not in disposition:
+            # A batch answers 200 with an error per bad file; a text field where files go is a malformed request.
+            raise BadRequest(f"every {self.field_name!r} part must be a file (a filename in its Content-Disposition)")
         if self.is_ours and len(self.uploads) >= self.limits.max_files:
             setting = " (max_batch_files, DEEPFER_MAX_BATCH_FILES)" if self.limits.max_files > 1 else ""
             raise TooManyFiles(f"more than {self.limits.max_files} file(s) in field {self.field_name!r}{setting}")
