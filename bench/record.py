@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,20 @@ from typing import Any
 from bench.local_service import REPO
 
 RESULTS = REPO / "bench" / "results"
+
+
+def run_header(load_at_start: tuple[float, float, float]) -> dict[str, Any]:
+    """When, by which command and on what machine (with its load before and after): what a figure needs beside it."""
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg(),
+        },
+    }
 
 
 def save(name: str, record: dict[str, Any], tag: str = "") -> Path:

@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from bench.local_service import start_service
-from bench.record import save
+from bench.record import run_header, save
 from bench.scenes import DEFAULT_SCENES
 from bench.startup import memory_mb, process_tree
 
@@ -113,14 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{curve.slope_mb_per_reload:+.3f} MB per reload; {curve.reload_s:.2f} s per reload call"
     )
     record = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        **run_header(load_at_start),
         "reloads": args.reloads,
         "requests_per_reload": args.requests,
         "classifier": str(args.classifier or "shipped"),

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import httpx
 import numpy as np
 
 from bench.local_service import REPO, effective_settings, start_service
+from bench.record import run_header
 from bench.scenes import SHARED_DIR
 from bench.traffic import Traffic
 from tests.hostile_inputs import (
@@ -288,14 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         failed |= under_attack.rss_end_mb - rss_baseline >= args.max_rss_growth_mb
         hostile = {"summary": asdict(under_attack), "attacks": attacked, "p99_ratio": p99_ratio}
     record = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
+        **run_header(load_at_start),
         "scenes": str(args.scenes),
         "limits": {"requests": args.requests, "duration_s": args.duration_s, "warmup_requests": args.warmup_requests},
         "settings": effective_settings(),
