@@ -445,3 +445,16 @@ def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, data
     local = on_local_data(record, tmp_path / "averaged.keras", dataset)["data"]
     assert local["path"] == str(dataset) and local["sha256"] == sha256_of(dataset)
     assert local["trained_on"] == record["data"]
+
+
+def test_a_one_cycle_run_finishes_with_its_metrics_recorded(tmp_path: Path, dataset: Path) -> None:
+    """The one-cycle schedule is a custom Keras object: scoring the best checkpoint must not need to rebuild it
+    (a 40-epoch run ended in a deserialisation error after its last epoch, with no metrics in run.json)."""
+    run = tmp_path / "run"
+    tiny = ["--epochs", "2", "--warmup-epochs", "1", "--batch-size", "32", "--widths", "8", "16", "32", "64"]
+    run_module(
+        "training.train", "--data", dataset, "--out", run, "--schedule", "one_cycle", "--limit-per-class", "20", *tiny
+    )
+    record = json.loads((run / "run.json").read_text())
+    assert record["config"]["schedule"] == "one_cycle"
+    assert 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
