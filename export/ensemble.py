@@ -131,6 +131,14 @@ def averaged_graph(protos: list[onnx.ModelProto], temperature: float) -> onnx.Mo
     return model
 
 
+def member_accuracies(members: list[dict[str, Any]], answers: list[np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Each member's accuracy, keyed by its place and file: two members may share a file name (emotion.onnx)."""
+    return {
+        f"member {index}: {member['file']}": float(np.mean(answer.argmax(axis=1) == labels))
+        for index, (member, answer) in enumerate(zip(members, answers, strict=True))
+    }
+
+
 def ensemble_metadata(
     members: list[dict[str, Any]], split: dict[str, Any], temperature: float, *, name: str, version: str
 ) -> dict[str, str]:
@@ -191,13 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     difference = float(np.max(np.abs(answers - apply_temperature(mean, temperature))))
     if difference > COMPOSITION_TOLERANCE:
         raise ExportError(f"the composed graph differs from its members by {difference:.2e}; not written")
-    accuracy = {
-        "ensemble": float(np.mean(answers.argmax(axis=1) == faces.labels)),
-        **{
-            m["file"]: float(np.mean(a.argmax(axis=1) == faces.labels))
-            for m, a in zip(members, member_answers, strict=True)
-        },
-    }
+    accuracy = {"ensemble": float(np.mean(answers.argmax(axis=1) == faces.labels))}
+    accuracy.update(member_accuracies(members, member_answers, faces.labels))
     print(json.dumps({"validation_accuracy": accuracy, "temperature": temperature, "faces": len(faces)}))
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
     extra = {"validation_accuracy_at_export": accuracy, "composition_max_abs_diff": difference}

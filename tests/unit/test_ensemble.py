@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from deepfer.contract import LABELS, MetadataKey
-from export.ensemble import averaged_graph, member_summary, shared_split, with_metadata
+from export.ensemble import averaged_graph, member_accuracies, member_summary, shared_split, with_metadata
 from export.faces import ExportError
 from export.verify import onnx_answers
 from tests.unit.test_model_recipe import batch
@@ -57,3 +57,14 @@ def test_the_members_metadata_is_kept(members: list[onnx.ModelProto]) -> None:
     assert summary["version"] == metadata[MetadataKey.VERSION]
     assert summary["command"] == metadata[MetadataKey.COMMAND]
     assert summary["config"]["seed"] == 1337
+
+
+def test_members_with_the_same_file_name_keep_their_own_accuracy() -> None:
+    """v3.2 and a new run are both exported as emotion.onnx: one member's figure overwrote the other's."""
+    members = [{"file": "emotion.onnx"}, {"file": "emotion.onnx"}]
+    labels = np.array([0, 1])
+    right, wrong = np.eye(7)[[0, 1]], np.eye(7)[[1, 0]]
+    assert member_accuracies(members, [right, wrong], labels) == {
+        "member 0: emotion.onnx": 1.0,
+        "member 1: emotion.onnx": 0.0,
+    }
