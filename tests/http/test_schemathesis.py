@@ -15,7 +15,8 @@ Every check Schemathesis has runs (``checks=None``), against a server without ke
 ``DEEPFER_API_KEYS`` and ``DEEPFER_ADMIN_TOKEN`` (where ``ignored_auth`` also sends each request without its key).
 One check is configured, not dropped: ``positive_data_acceptance`` accepts 400, 413 and 415 besides 2xx, because the
 schema can say "a binary file" but not "a JPEG, PNG, WebP or BMP within the limits": random bytes get the documented
-400 ``bad_image``, a generated GIF 415 ``unsupported_format``, a huge declared canvas 413.
+400 ``bad_image``, a generated GIF 415 ``unsupported_format``, a huge declared canvas 413. ``negative_data_rejection``
+also counts 413 as a rejection (too many form fields).
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from schemathesis.config import SchemathesisConfig
 
 API_KEY_FOR_TESTS = "schemathesis-client-key"
 ADMIN_TOKEN_FOR_TESTS = "schemathesis-admin-token"
-CHECKS_CONFIG = {"positive_data_acceptance": {"expected-statuses": ["2XX", "400", "413", "415"]}}
+CHECKS_CONFIG = {
+    "positive_data_acceptance": {"expected-statuses": ["2XX", "400", "413", "415"]},
+    # Schemathesis' own list, with 413: a body of more form fields than max_form_fields is refused as too large.
+    "negative_data_rejection": {
+        "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+    },
+}
 CONFIG = SchemathesisConfig.from_dict({"checks": CHECKS_CONFIG})
 # What a keyed client holds, by the schema's security scheme names.
 KEYED_CONFIG = SchemathesisConfig.from_dict(
