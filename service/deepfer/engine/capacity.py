@@ -16,8 +16,7 @@ stays bounded for the requests already admitted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from deepfer.errors import Overloaded
 
@@ -66,15 +65,6 @@ class Slots:
 
     def give_back(self) -> None:
         self._change(-1)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """A slot for the block's duration."""
-        self.take()
-        try:
-            yield
-        finally:
-            self.give_back()
 
     def _change(self, by: int) -> None:
         self._taken += by

@@ -71,6 +71,16 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
         raise RequestTimeout(f"request took longer than request_timeout_s={settings.request_timeout_s}") from None
 
 
+async def _uploads(request: Request, settings: Settings, *, field_name: str, max_files: int) -> list[Upload]:
+    return await read_images(
+        request,
+        field_name=field_name,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_files=max_files,
+        max_fields=settings.max_form_fields,
+    )
+
+
 @router.post(
     "/predict",
     response_model=PredictResponse,
@@ -82,13 +92,7 @@ async def _deadline(settings: Settings) -> AsyncIterator[None]:
 async def predict(request: Request, options: Choices, service: State) -> PredictResponse:
     settings, pipeline = service.settings, service.pipeline
     async with _deadline(settings):
-        (upload,) = await read_images(
-            request,
-            field_name="file",
-            max_upload_bytes=settings.max_upload_bytes,
-            max_files=1,
-            max_fields=settings.max_form_fields,
-        )
+        (upload,) = await _uploads(request, settings, field_name="file", max_files=1)
         analysis = await pipeline.analyze(upload.image(), options)
     return predict_response(analysis)
 
@@ -113,13 +117,7 @@ async def predict_batch(request: Request, options: Choices, service: State) -> B
         return BatchItem(index=index, filename=upload.filename, result=predict_response(analysis))
 
     async with _deadline(settings):
-        uploads = await read_images(
-            request,
-            field_name="files",
-            max_upload_bytes=settings.max_upload_bytes,
-            max_files=settings.max_batch_files,
-            max_fields=settings.max_form_fields,
-        )
+        uploads = await _uploads(request, settings, field_name="files", max_files=settings.max_batch_files)
         # Concurrently, so the faces of all files meet in the same classifier batches.
         items = await asyncio.gather(*(one(index, upload) for index, upload in enumerate(uploads)))
     return BatchResponse(results=list(items))
