@@ -154,16 +154,35 @@ class BatchResponse(BaseModel):
     results: list[BatchItem] = Field(description="one entry per file, in upload order")
 
 
+class ServedAccuracy(BaseModel):
+    """The figure to quote for the file being served: it was scored on that very file (int8, temperature and all)."""
+
+    split: Literal["test", "validation"] = Field(
+        description="'test' = FER2013 PublicTest, never used for any choice; 'validation' only when the file "
+        "carries no test figures"
+    )
+    accuracy: float
+    macro_f1: float | None = None
+    ece_15_bins: float | None = Field(default=None, description="expected calibration error, 15 bins")
+    faces: int | None = Field(default=None, description="how many faces the figures are over")
+
+
 class ModelResponse(BaseModel):
     name: str
     version: str
+    file: str = Field(description="the served classifier file's name")
     sha256: str
+    accuracy: ServedAccuracy | None = Field(
+        description="the served file's own headline figures, or null when the file was never scored itself"
+    )
+    evaluation: dict[str, Any] | None = Field(
+        description="every split the served file itself was scored on (the metrics entry's 'evaluation'), or null"
+    )
     labels: list[str]
     input: dict[str, Any] = Field(description="name, shape and dtype of the classifier input")
-    metrics: dict[str, Any] = Field(description="the ONNX metadata's metrics entry, as the exporter recorded it")
-    evaluation: dict[str, Any] | None = Field(
-        description="this file's own evaluation figures (the metrics entry's 'evaluation', written when the served "
-        "file itself was scored), or null when the file does not carry them"
+    training_metrics: dict[str, Any] = Field(
+        description="what the training run logged for the network it saved (one view, before the temperature, "
+        "the export and int8): they describe the run, not necessarily this file; 'evaluation' is left out"
     )
     metadata: dict[str, str] = Field(description="all other metadata_props of the ONNX file")
     detector: dict[str, Any]

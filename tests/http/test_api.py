@@ -133,7 +133,7 @@ def test_model_reports_labels_version_and_metrics(client: httpx.Client) -> None:
     body = client.get("/model").json()
     assert body["labels"] == list(LABELS)
     assert body["input"]["shape"] == ["N", 48, 48, 1]
-    assert isinstance(body["metrics"], dict) and body["version"] and len(body["sha256"]) == 64
+    assert isinstance(body["training_metrics"], dict) and body["version"] and len(body["sha256"]) == 64
     assert body["detector"] == {
         "name": "face_detection_yunet_2026may.onnx",
         "score_threshold": 0.3,
@@ -223,23 +223,47 @@ def test_settings_refuse_a_queue_smaller_than_one_image() -> None:
         Settings(queue_size=4, max_faces=8)
 
 
-def test_model_reports_the_served_files_own_evaluation(
+def test_model_reports_the_served_files_own_figures_first(
     client: httpx.Client, live_server: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """``evaluation`` is the metrics entry's figures for this very file, shown as recorded, or null without one."""
+    """The file, then its own PublicTest figures; the training run's figures only under a name that says so."""
     shipped = client.get("/model").json()
-    assert shipped["evaluation"] == shipped["metrics"].get("evaluation")
+    assert list(shipped)[:5] == ["name", "version", "file", "sha256", "accuracy"]
+    assert shipped["file"] == Settings().classifier_path.name
+    test_figures = shipped["evaluation"]["test"]
+    assert shipped["accuracy"] == {
+        "split": "test",
+        "accuracy": test_figures["accuracy"],
+        "macro_f1": test_figures["macro_f1"],
+        "ece_15_bins": test_figures["ece_15_bins"],
+        "faces": test_figures["count"],
+    }
+    assert "metrics" not in shipped and "evaluation" not in shipped["training_metrics"]
 
     model = onnx.load(str(Settings().classifier_path))
     (metrics,) = [prop for prop in model.metadata_props if prop.key == MetadataKey.METRICS]
-    recorded = {"split": "PublicTest", "count": 3589, "accuracy": 0.669, "macro_f1": 0.641}
-    metrics.value = json.dumps({**json.loads(metrics.value), "evaluation": recorded})
+    only_validation = {"validation": {"count": 2872, "accuracy": 0.681, "macro_f1": 0.666}}
+    metrics.value = json.dumps({**json.loads(metrics.value), "evaluation": only_validation})
     scored = tmp_path / "scored.onnx"
     onnx.save(model, str(scored))
+    unscored = tmp_path / "unscored.onnx"
+    metrics.value = json.dumps({"val_accuracy": 0.66})
+    onnx.save(model, str(unscored))
     with live_server(classifier_path=scored) as url:
         body = httpx.get(f"{url}/model", timeout=30).json()
-    assert body["evaluation"] == recorded
-    assert body["metrics"]["evaluation"] == recorded  # the metrics entry itself is passed on untouched
+    assert body["file"] == "scored.onnx" and body["evaluation"] == only_validation
+    assert body["accuracy"] == {
+        "split": "validation",
+        "accuracy": 0.681,
+        "macro_f1": 0.666,
+        "ece_15_bins": None,
+        "faces": 2872,
+    }
+    with live_server(classifier_path=unscored) as url:
+        body = httpx.get(f"{url}/model", timeout=30).json()
+    assert (
+        body["accuracy"] is None and body["evaluation"] is None and body["training_metrics"] == {"val_accuracy": 0.66}
+    )
 
 
 def test_classify_time_is_split_into_queue_wait_and_run(live_server: Callable[..., Any]) -> None:

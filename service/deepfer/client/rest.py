@@ -69,7 +69,7 @@ class Client(Closing):
         return self._send(batch_call(images, detect, max_faces, min_face_size))
 
     def model(self) -> ModelResponse:
-        """The served model's name, version, labels and recorded metrics (``GET /model``)."""
+        """The served model file, its own accuracy, labels and training record (``GET /model``)."""
         return self._send(MODEL_CALL)
 
     def ready(self) -> Readiness:
@@ -145,7 +145,7 @@ class AsyncClient(AsyncClosing):
         return await self._send(batch_call(images, detect, max_faces, min_face_size))
 
     async def model(self) -> ModelResponse:
-        """The served model's name, version, labels and recorded metrics (``GET /model``)."""
+        """The served model file, its own accuracy, labels and training record (``GET /model``)."""
         return await self._send(MODEL_CALL)
 
     async def ready(self) -> Readiness:

@@ -11,7 +11,7 @@ from deepfer.engine.answers import model_summary
 from deepfer.errors import ModelLoadError, ModelRejected
 from deepfer.server.dependencies import State, require_admin_token, require_api_key
 from deepfer.server.errors import DECLARED
-from deepfer.wire import ErrorResponse, ModelResponse, ModelSummary
+from deepfer.wire import ErrorResponse, ModelResponse, ModelSummary, ServedAccuracy
 
 router = APIRouter(dependencies=[Depends(require_api_key)], responses={401: DECLARED[401]}, tags=["model"])
 admin_router = APIRouter(
@@ -29,19 +29,22 @@ admin_router = APIRouter(
     "/model",
     response_model=ModelResponse,
     operation_id="get_model",
-    summary="The emotion model's labels, version and metrics",
+    summary="The served emotion model: its file, its own accuracy first, then labels, training record and detector",
 )
 async def model(service: State) -> ModelResponse:
     pipeline, settings = service.pipeline, service.settings
     info = pipeline.model
+    evaluation = _evaluation(info.metrics)
     return ModelResponse(
         name=info.name,
         version=info.version,
+        file=info.path.name,
         sha256=info.sha256,
+        accuracy=_headline(evaluation),
+        evaluation=evaluation,
         labels=list(LABELS),
         input={"name": info.input_name, "shape": ["N", FACE_SIZE, FACE_SIZE, 1], "dtype": "float32", "range": "0..255"},
-        metrics=info.metrics,
-        evaluation=_evaluation(info.metrics),
+        training_metrics={key: value for key, value in info.metrics.items() if key != "evaluation"},
         metadata=info.metadata,
         detector={
             "name": settings.detector_path.name,
@@ -56,6 +59,21 @@ def _evaluation(metrics: dict[str, Any]) -> dict[str, Any] | None:
     """The served file's own figures, as recorded: never the training run's (those may describe another file)."""
     evaluation = metrics.get("evaluation")
     return evaluation if isinstance(evaluation, dict) else None
+
+
+def _headline(evaluation: dict[str, Any] | None) -> ServedAccuracy | None:
+    """PublicTest first: it was never used for a choice, so it is the honest figure; validation only as a fallback."""
+    for split in ("test", "validation"):
+        figures = (evaluation or {}).get(split)
+        if isinstance(figures, dict) and isinstance(figures.get("accuracy"), int | float):
+            return ServedAccuracy(
+                split=split,
+                accuracy=figures["accuracy"],
+                macro_f1=figures.get("macro_f1"),
+                ece_15_bins=figures.get("ece_15_bins"),
+                faces=figures.get("count"),
+            )
+    return None
 
 
 @admin_router.post(
