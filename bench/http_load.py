@@ -5,6 +5,7 @@
     python -m bench.http_load --ceiling              # and the no-HTTP 2-process ceiling, in the same run
     python -m bench.http_load --hog 1                # with one core taken by a CPU hog, bounded by the run
     python -m bench.http_load --generator wrk        # load from wrk (C) instead of httpx: less CPU taken
+    python -m bench.http_load --generator wrk --ceiling --clients 16 64 --runs 5   # the acceptance run (#28)
 
 Each level runs a short warm-up, then closed-loop clients (each sends its next scene as soon as the previous
 answer arrives) until ``--duration-s`` passes or ``--max-requests`` are sent, whichever comes first. Only
@@ -12,9 +13,14 @@ answer arrives) until ``--duration-s`` passes or ``--max-requests`` are sent, wh
 the machine's load average, because figures on a machine shared with a training job are depressed.
 
 The load generator runs on the same cores as the service, so its own CPU per request is reported too: what it
-takes, the service cannot have. ``--ceiling`` runs ``bench.ceiling``'s 2x1 layout first and prints each level's
-images/s as a share of it. ``--hog N`` starts N processes that spin for the whole run (and are stopped with
-it), the "CPU taken by another tenant" case: throughput should fall in proportion to the cores left.
+takes, the service cannot have. The service's own CPU (its process tree, /proc) per image answered is the figure
+that does not depend on the generator. ``--ceiling`` runs ``bench.ceiling``'s 2x1 layout first and gives each
+level's images/s as a share of it (``of ceil``) and its server CPU per image as a multiple of the ceiling's
+(``cpu x ceil``). ``idle`` is the machine's idle cores over the level: cores the service left unused although
+clients were waiting, the mark of a serial section such as the GIL. ``--runs N`` repeats the whole benchmark
+(ceiling, a fresh service, every level) N times in a row and ends with one line per run and level. ``--hog N``
+starts N processes that spin for the whole run (and are stopped with it), the "CPU taken by another tenant"
+case: throughput should fall in proportion to the cores left.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bench.ceiling import CeilingResult, Layout
 from bench.ceiling import measure as measure_ceiling
+from bench.classifier import cpu_flags
 from bench.local_service import REPO, effective_settings, service_target
 from bench.record import save
 from bench.scenes import DEFAULT_SCENES
@@ -68,6 +76,19 @@ class LevelResult(Traffic):
     faces_per_s: float
     server_cpu_ms_per_image: float | None
     client_cpu_ms_per_request: float
+    idle_cores: float
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine so far, from /proc/stat's first line."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def idle_cores_since(start: tuple[int, int]) -> float:
+    """How many cores stood idle on average since ``start`` (idle + iowait share times the core count)."""
+    idle, total = cpu_ticks()
+    return round((idle - start[0]) / max(total - start[1], 1) * (os.cpu_count() or 1), 2)
 
 
 def _spin(deadline: float) -> None:
@@ -104,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ceiling", action="store_true", help="measure the no-HTTP 2x1 ceiling first")
     parser.add_argument("--hog", type=int, default=0, help="CPU-hog processes running beside the service")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the whole benchmark this many times in a row")
     parser.add_argument("--tag", default="", help="label stored with the results")
     return parser.parse_args(argv)
 
@@ -149,10 +171,12 @@ async def run_level(
         warmup = asyncio.gather(*(client(i) for i in range(clients)))
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
         cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
+        ticks_start = cpu_ticks()
         own_start = time.process_time()
         await warmup
         own_used = time.process_time() - own_start
         cpu_used = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
+        idle = idle_cores_since(ticks_start)
         elapsed = min(time.monotonic(), stop_at) - measure_from
     ok = statuses.get("200", 0)
     return LevelResult(
@@ -160,6 +184,7 @@ async def run_level(
         faces_per_s=round(faces / elapsed, 1),
         server_cpu_ms_per_image=round(cpu_used * 1000 / ok, 2) if server_pid and ok else None,
         client_cpu_ms_per_request=round(own_used * 1000 / max(len(latencies), 1), 2),
+        idle_cores=idle,
     )
 
 
@@ -188,12 +213,14 @@ def run_level_wrk(
     subprocess.run([*command[:3], f"-d{max(1, round(args.warmup_s))}s", *command[3:]], capture_output=True, check=True)
     wait_until_idle(url)
     cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
+    ticks_start = cpu_ticks()
     own_start = os.times()
     done = subprocess.run(
         [*command[:3], f"-d{max(1, round(args.duration_s))}s", *command[3:]], capture_output=True, text=True, check=True
     )
     own = os.times()
     cpu_used = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
+    idle = idle_cores_since(ticks_start)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     statuses = {str(code): count for code, count in figures["statuses"].items()}
     for kind in ("connect", "read", "write", "timeout"):
@@ -221,34 +248,45 @@ def run_level_wrk(
             / max(requests, 1),
             2,
         ),
+        idle_cores=idle,
     )
 
 
+COLUMNS = ("clients", "requests", "errors", "img/s", "of ceil", "p50 ms", "p95 ms", "p99 ms", "cpu ms/img")
+
+
+def versus_ceiling(result: LevelResult, ceiling: CeilingResult | None) -> dict[str, float | None]:
+    """The two acceptance figures of a level: its images/s and its server CPU per image, each over the ceiling's."""
+    if ceiling is None:
+        return {"images_per_s_vs_ceiling": None, "server_cpu_vs_ceiling": None}
+    cpu = result.server_cpu_ms_per_image
+    return {
+        "images_per_s_vs_ceiling": round(result.images_per_s / ceiling.images_per_s, 3),
+        "server_cpu_vs_ceiling": round(cpu / ceiling.cpu_ms_per_image, 3) if cpu else None,
+    }
+
+
 def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
-    share = f"{result.images_per_s / ceiling.images_per_s:.2f}" if ceiling else "-"
+    ratios = versus_ceiling(result, ceiling)
     values = (
         result.clients,
         result.requests,
         result.errors,
         result.images_per_s,
-        share,
+        ratios["images_per_s_vs_ceiling"] or "-",
         result.p50_ms,
         result.p95_ms,
         result.p99_ms,
         result.server_cpu_ms_per_image or "-",
+        ratios["server_cpu_vs_ceiling"] or "-",
+        result.idle_cores,
         result.client_cpu_ms_per_request,
     )
     print(" ".join(f"{value:>10}" for value in values))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not args.scenes.is_dir():
-        raise SystemExit(f"scenes not found at {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
-    paths = sorted(args.scenes.glob("*.jpg"))
-    images = [path.read_bytes() for path in paths]
-    if args.generator == "wrk" and not shutil.which("wrk"):
-        raise SystemExit("--generator wrk needs wrk on PATH (Debian: apt-get install wrk)")
+def run_once(args: argparse.Namespace, paths: list[Path], images: list[bytes]) -> dict[str, Any]:
+    """One whole benchmark: the ceiling (with ``--ceiling``), then a fresh service (unless ``--url``) at each level."""
     ceiling = measure_ceiling(Layout(2, 1), images, args.duration_s) if args.ceiling else None
     if ceiling:
         print(f"no-HTTP ceiling 2x1: {ceiling.images_per_s} img/s, {ceiling.cpu_ms_per_image} ms CPU per image")
@@ -257,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         model = httpx.get(f"{url}/model", timeout=10).json()
         load_before = os.getloadavg()
         print(f"{len(images)} scenes -> {url} (model {model.get('version')}), load average {load_before[0]:.1f}")
-        columns = ("clients", "requests", "errors", "img/s", "of ceil", "p50 ms", "p95 ms", "p99 ms", "cpu ms/img")
-        print(" ".join(f"{name:>10}" for name in (*columns, "client ms")))
+        print(" ".join(f"{name:>10}" for name in (*COLUMNS, "cpu x ceil", "idle", "client ms")))
         levels = []
         hog_seconds = len(args.clients) * (args.warmup_s + args.duration_s + 30)
         with cpu_hogs(args.hog, hog_seconds):
@@ -273,22 +310,55 @@ def main(argv: list[str] | None = None) -> int:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
+    return {
+        "load_average_at_start": load_before,
+        "model_version": model.get("version"),
+        "url": url,
+        "ceiling": asdict(ceiling) if ceiling else None,
+        "levels": [{**asdict(level), **versus_ceiling(level, ceiling)} for level in levels],
+    }
+
+
+def print_summary(runs: list[dict[str, Any]]) -> None:
+    """One line per run and level: the acceptance figures side by side, so the worst run is read, not the best."""
+    print("run  clients  img/s vs ceiling  server CPU vs ceiling  p99 ms  errors  idle cores")
+    for number, run in enumerate(runs, 1):
+        for level in run["levels"]:
+            print(
+                f"{number:>3} {level['clients']:>8} {level['images_per_s_vs_ceiling'] or '-':>17}"
+                f" {level['server_cpu_vs_ceiling'] or '-':>22} {level['p99_ms']:>7} {level['errors']:>7}"
+                f" {level['idle_cores']:>11}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.scenes.is_dir():
+        raise SystemExit(f"scenes not found at {args.scenes} (set DEEPFER_SHARED_DIR or --scenes)")
+    paths = sorted(args.scenes.glob("*.jpg"))
+    images = [path.read_bytes() for path in paths]
+    if args.generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--generator wrk needs wrk on PATH (Debian: apt-get install wrk)")
+    runs = []
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            print(f"--- run {number} of {args.runs}")
+        runs.append(run_once(args, paths, images))
+    if args.runs > 1:
+        print_summary(runs)
     record = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "tag": args.tag,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_at_start": load_before},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu_flags": cpu_flags()},
         "service": {
-            "url": url,
-            "workers": args.workers if process else None,
-            "model_version": model.get("version"),
-            "settings": effective_settings() if process else None,
+            "workers": args.workers if args.url is None else None,
+            "settings": effective_settings() if args.url is None else None,
         },
         "duration_s": args.duration_s,
         "generator": args.generator,
         "cpu_hogs": args.hog,
-        "ceiling": asdict(ceiling) if ceiling else None,
-        "levels": [asdict(level) for level in levels],
+        "runs": runs,
     }
     save("http_load", record, args.tag)
     return 0
