@@ -30,10 +30,19 @@ class FaceBatches(keras.utils.PyDataset):
     Randomness comes from one generator seeded with ``config.seed``, so a run's batches are reproducible.
     """
 
-    def __init__(self, faces: FaceSet, config: TrainConfig, *, training: bool = False) -> None:
+    def __init__(
+        self,
+        faces: FaceSet,
+        config: TrainConfig,
+        *,
+        training: bool = False,
+        targets: NDArray[np.float32] | None = None,
+    ) -> None:
+        """``targets``: N x 7 training targets (a distilled run's soft ones); one-hot labels when absent."""
         super().__init__()  # in this process, no workers: a batch costs about a millisecond
         self._faces = faces.faces
-        self._labels = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
+        one_hot = keras.utils.to_categorical(faces.labels, len(LABELS)).astype(np.float32)
+        self._labels = one_hot if targets is None else targets
         self._batch_size = config.batch_size
         self._training = training
         self._jpeg_p = config.jpeg_p if training else 0.0

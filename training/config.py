@@ -55,6 +55,10 @@ class TrainConfig:
     freeze_blocks: int = 0
     # A new network whose matching layers are copied from this .keras model (training.model.warm_start).
     warm_start: str | None = None
+    # Distillation: train on the mix of each face's label and this ONNX teacher's probabilities (training.distill);
+    # ``teacher_weight`` is the teacher's share of the target.
+    teacher: str | None = None
+    teacher_weight: float = 0.7
     # Keep every epoch's weights in the run folder, for weight averaging over the last epochs (bench/swa.py).
     keep_epochs: bool = True
     extra: dict[str, str] = field(default_factory=dict)

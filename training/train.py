@@ -34,6 +34,8 @@ HELP = {
     "crop": "training crop side; inference uses the centre crop (48 = none)",
     "jpeg_p": "share of training faces re-compressed as JPEG",
     "keep_epochs": "keep each epoch's weights in the run folder (weight averaging)",
+    "teacher": "distil: an ONNX teacher (e.g. an export.ensemble file) whose probabilities join the labels",
+    "teacher_weight": "the teacher's share of each training target (default 0.7)",
 }
 FLAG_NAMES = {"learning_rate": "--lr"}
 CHOICES = {"class_weighting": list(get_args(ClassWeighting)), "schedule": list(get_args(Schedule))}
@@ -168,8 +170,22 @@ def compiled_model(config: TrainConfig, steps_per_epoch: int) -> Any:
     return model
 
 
+def training_targets(splits: Splits, config: TrainConfig, out: Path) -> Any:
+    """The soft targets of a distilled run (``--teacher``), or None: one-hot labels."""
+    if not config.teacher:
+        return None
+    from training.distill import soft_targets, teacher_probabilities
+
+    teacher = teacher_probabilities(Path(config.teacher), splits.train.faces, out)
+    agreement = float(np.mean(teacher.argmax(axis=1) == splits.train.labels))
+    print(f"teacher {config.teacher}: agrees with {agreement:.1%} of the training labels", flush=True)
+    return soft_targets(splits.train.labels, teacher, config.teacher_weight)
+
+
 def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
-    """Train with best-on-validation checkpointing, early stopping, a resumable backup and a CSV history."""
+    """Train with best-on-validation checkpointing, early stopping, a resumable backup and a CSV history.
+
+    Validation is always scored on the labels, so a distilled run is chosen on the same figure as any other."""
     import keras
 
     callbacks = [
@@ -186,7 +202,7 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
             keras.callbacks.ModelCheckpoint(str(out / "epochs" / "{epoch:03d}.weights.h5"), save_weights_only=True)
         )
     model.fit(
-        FaceBatches(splits.train, config, training=True),
+        FaceBatches(splits.train, config, training=True, targets=training_targets(splits, config, out)),
         validation_data=FaceBatches(splits.val, config),
         epochs=config.epochs,
         callbacks=callbacks,
@@ -241,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": backend_versions(),
     }
+    if config.teacher:
+        from training.distill import file_sha256
+
+        record["teacher"] = {"path": config.teacher, "sha256": file_sha256(Path(config.teacher))}
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     config.save(out / "config.json")
 

@@ -21,6 +21,7 @@ import pytest
 
 from deepfer.contract import LABELS, MetadataKey
 from training.data import load_split, sha256_of, stratified_split
+from training.distill import file_sha256 as sha256_of_file
 
 pytest.importorskip("tensorflow", reason="the training extra is not installed (pip install -e '.[train]')")
 
@@ -458,3 +459,39 @@ def test_a_one_cycle_run_finishes_with_its_metrics_recorded(tmp_path: Path, data
     record = json.loads((run / "run.json").read_text())
     assert record["config"]["schedule"] == "one_cycle"
     assert 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
+
+
+def test_a_distilled_run_learns_from_the_teachers_answers_on_its_own_training_faces(
+    tmp_path: Path, dataset: Path, exported: Path
+) -> None:
+    """``--teacher``: the teacher's probabilities on exactly the run's training faces, cached under the teacher's
+    hash, recorded with the run; validation still scored on the labels."""
+    run = tmp_path / "student"
+    tiny = ["--epochs", "1", "--batch-size", "32", "--widths", "8", "16", "32", "64", "--limit-per-class", "20"]
+    teacher = exported.with_name("emotion-int8.onnx")
+    run_module("training.train", "--data", dataset, "--out", run, "--teacher", teacher, "--teacher-weight", "1", *tiny)
+    record = json.loads((run / "run.json").read_text())
+    assert record["teacher"] == {"path": str(teacher), "sha256": sha256_of_file(teacher)}
+    assert record["config"]["teacher_weight"] == 1.0 and 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
+    (cache,) = run.glob("teacher-*.npy")
+    full = load_split(dataset, "train", 20)
+    keep, _ = stratified_split(full.labels, record["config"]["val_fraction"], record["config"]["split_seed"])
+    faces = full.faces[keep]
+    cached = np.load(cache)
+    session = ort.InferenceSession(str(teacher), providers=["CPUExecutionProvider"])
+    (direct,) = session.run(None, {session.get_inputs()[0].name: faces[:16, ..., np.newaxis].astype(np.float32)})
+    assert cached.shape == (len(faces), len(LABELS))
+    np.testing.assert_allclose(cached[:16], direct, atol=1e-6)
+
+
+def test_soft_targets_mix_label_and_teacher_by_the_teachers_weight() -> None:
+    from training.distill import soft_targets
+
+    labels = np.array([0, 3])
+    teacher = np.full((2, len(LABELS)), 1 / len(LABELS), dtype=np.float32)
+    np.testing.assert_allclose(soft_targets(labels, teacher, 0.0), np.eye(len(LABELS))[labels])
+    np.testing.assert_allclose(soft_targets(labels, teacher, 1.0), teacher)
+    mixed = soft_targets(labels, teacher, 0.7)
+    assert mixed[1, 3] == pytest.approx(0.3 + 0.7 / len(LABELS)) and np.allclose(mixed.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="teacher_weight"):
+        soft_targets(labels, teacher, 1.5)
