@@ -86,12 +86,21 @@ class Settings(BaseSettings):
     # against 9.55 ms with one, at the same wall time even for a single request.
     opencv_threads: int = Field(1, ge=1, description="OpenCV's threads per call (process-wide); 1 = sequential")
 
-    # Detection. Frame size and threshold calibrated together on the public scenes (bench/detection_sweep.py;
-    # the table is in docs/model.md).
-    detection_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    # Detection. Frame size, threshold and sharpness floor calibrated together on the public scenes
+    # (bench/detection_sweep.py; the tables are in docs/model.md). 0.2 with the sharpness floor would find 7 faces
+    # more (97.3% against 95.6% of 405), but also a false box at 0.28 on a grey frame that sharpness cannot tell.
+    detection_score_threshold: float = Field(
+        0.3, ge=0.0, le=1.0, description="the detector's floor: no face scoring below it is found, whatever min_score"
+    )
     detection_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detection_max_side_px: int = Field(512, ge=64, description="larger images are downscaled before detection")
     max_faces: int = Field(32, ge=1, description="most faces returned per image (and the cap on the option)")
+    # Variance of the Laplacian of the 48x48 face the classifier sees (deepfer.engine.align.sharpness). Colour
+    # blobs the detector took for faces on the public scenes measure 2-16, their faces 179 and up, and 1 of
+    # FER2013's 3,589 PublicTest faces is under 50 (a blank one): 50 drops the blobs with a wide margin both ways.
+    min_face_sharpness: float = Field(
+        50.0, ge=0.0, description="faces less sharp are dropped (the default of the min_sharpness option)"
+    )
 
     # Dynamic batching and backpressure.
     max_batch: int = Field(32, ge=1, description="most faces in one classifier run")

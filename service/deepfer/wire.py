@@ -106,6 +106,18 @@ class Probabilities(BaseModel):
     neutral: float
 
 
+class Quality(BaseModel):
+    """How readable the face is, for a client to filter on (the detector's confidence is ``detection_score``)."""
+
+    size_px: int = Field(
+        description="the smaller side of the detected box in the original image's pixels, as min_face_size compares"
+    )
+    sharpness: float = Field(
+        description="variance of the Laplacian of the 48x48 grey face the emotion was read from; blurred faces "
+        "and blobs score low (blobs under 20, faces over 150 on the public scenes), dropped under min_sharpness"
+    )
+
+
 class Face(BaseModel):
     # Plain strings inside the service; the enum is there for the schema and for validation.
     model_config = ConfigDict(use_enum_values=True)
@@ -115,6 +127,7 @@ class Face(BaseModel):
     landmarks: Landmarks | None = Field(description="null when detect=false")
     emotion: Emotion = Field(description="the most probable emotion")
     probabilities: Probabilities
+    quality: Quality
 
 
 class ImageSize(BaseModel):

@@ -210,3 +210,15 @@ def test_table_columns_line_up_under_their_headers(tmp_path: Path) -> None:
             value = row[start:end]
             assert value.strip(), (title, row)
             assert (value[-1] != " ") if title in right else (value[0] != " "), (title, row)
+
+
+def test_min_score_and_sharpness_options_locally_and_through_a_server(server_url: str) -> None:
+    """--min-score keeps the faces scored at least that, the same locally and with --url; each face has quality."""
+    for where in ((), ("--url", server_url)):
+        result = deepfer("predict", *where, "--format", "json", "--min-score", "0.9", SCENES[0])
+        assert result.returncode == 0, result.stderr
+        kept = json.loads(result.stdout)[0]["faces"]
+        assert 0 < len(kept) < 3
+        assert all(face["detection_score"] >= 0.9 and face["quality"]["sharpness"] > 0 for face in kept)
+    refused = deepfer("predict", "--min-score", "1.5", SCENES[0])
+    assert refused.returncode == 2 and "--min-score" in refused.stderr and "between 0 and 1" in refused.stderr

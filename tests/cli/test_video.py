@@ -577,6 +577,7 @@ def label_text_height(width: int, height: int) -> int:
             "probabilities": {label: 1.0 if label == "sad" else 0.0 for label in LABELS},
             "detection_score": 0.9,
             "landmarks": None,
+            "quality": {"size_px": side, "sharpness": 500.0},
         }
     )
     drawn = draw_faces(np.zeros((height, width, 3), np.uint8), [face])

@@ -121,6 +121,23 @@ def test_options_reach_the_server(server_url: str) -> None:
     assert len(one.faces) == 1
 
 
+def test_quality_options_reach_the_server(server_url: str) -> None:
+    """min_score and min_sharpness travel as query parameters, from both clients and both routes."""
+
+    async def confident_async() -> BatchResponse:
+        async with AsyncClient(server_url) as client:
+            return await client.predict_batch([SCENES[0]], min_score=0.9, min_sharpness=0)
+
+    with Client(server_url) as client:
+        confident = client.predict(SCENES[0], min_score=0.9)
+        strict = client.predict(SCENES[0], min_sharpness=10_000)
+    assert 0 < len(confident.faces) < 3
+    assert all(face.detection_score is not None and face.detection_score >= 0.9 for face in confident.faces)
+    assert strict.faces == []
+    batched = asyncio.run(confident_async()).results[0].result
+    assert batched is not None and [face.box for face in batched.faces] == [face.box for face in confident.faces]
+
+
 def test_async_client_runs_concurrent_requests(server_url: str, answers: dict[str, PredictResponse]) -> None:
     async def predict_all() -> list[PredictResponse]:
         async with AsyncClient(server_url) as client:

@@ -1,4 +1,5 @@
-"""The public scenes end to end over HTTP: detection recall >= 95% with < 2% extra boxes; accuracy printed.
+"""The public scenes end to end over HTTP: detection recall >= 95% with < 2% extra boxes and no blob (a box on the
+background, overlapping no face); accuracy printed.
 
 Matching (IoU >= 0.3, greedy one-to-one) lives in ``bench/scenes.py``, shared with ``bench/detection_sweep.py``.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.scenes import load_scenes, match
+from tests.scenes import iou, load_scenes, match
 
 
 def test_public_scenes_end_to_end(scenes_dir: Path, server_url: str) -> None:
@@ -30,16 +31,21 @@ def test_public_scenes_end_to_end(scenes_dir: Path, server_url: str) -> None:
     truths = sum(len(scene["faces"]) for scene in scenes)
     detections = sum(len(found) for found in answers)
     labelled = []  # (true label, predicted emotion) of every matched face
+    blobs = []  # (scene, box) of every box that overlaps no face at all
     for scene, found in zip(scenes, answers, strict=True):
         boxes = [[face["box"][k] for k in ("x", "y", "width", "height")] for face in found]
-        pairs = match([face["box"] for face in scene["faces"]], boxes)
+        ground = [face["box"] for face in scene["faces"]]
+        pairs = match(ground, boxes)
         labelled += [(scene["faces"][truth]["label"], found[index]["emotion"]) for truth, index in pairs]
+        blobs += [(scene["image"], box) for box in boxes if not any(iou(face, box) for face in ground)]
     recall = len(labelled) / truths
     extra = (detections - len(labelled)) / truths
     accuracy = sum(label == emotion for label, emotion in labelled) / len(labelled)
     print(
         f"\npublic scenes: {len(scenes)} images, {truths} faces; recall {recall:.1%} ({len(labelled)}), "
-        f"extra boxes {extra:.1%} ({detections - len(labelled)}), emotion accuracy of matched faces {accuracy:.1%}"
+        f"extra boxes {extra:.1%} ({detections - len(labelled)}), blobs {len(blobs)}, "
+        f"emotion accuracy of matched faces {accuracy:.1%}"
     )
     assert recall >= 0.95
     assert extra < 0.02
+    assert blobs == []

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from deepfer.client.core import PredictOptions
     from deepfer.engine.pipeline import Options
     from deepfer.wire import ErrorBody, PredictResponse
 
@@ -34,6 +35,16 @@ def add_predict(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--max-faces", type=int, help="at most this many faces per image")
     parser.add_argument("--min-face-size", type=int, default=0, help="ignore smaller faces (pixels)")
     parser.add_argument(
+        "--min-score",
+        type=_fraction,
+        help="ignore faces the detector scored lower (0..1; default and floor: DEEPFER_DETECTION_SCORE_THRESHOLD)",
+    )
+    parser.add_argument(
+        "--min-sharpness",
+        type=float,
+        help="ignore blurrier faces (quality.sharpness; default DEEPFER_MIN_FACE_SHARPNESS; 0 keeps them all)",
+    )
+    parser.add_argument(
         "--annotate",
         type=Path,
         metavar="OUT",
@@ -42,6 +53,14 @@ def add_predict(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     add_url_options(parser, "send the images to this service (e.g. http://127.0.0.1:8000) instead")
     parser.set_defaults(handler=_predict)
+
+
+def _fraction(text: str) -> float:
+    """A number from 0 to 1, refused by argparse's own usage error otherwise (as the service answers 422)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def annotation_targets(images: Sequence[Path], annotate: Path) -> list[Path]:
@@ -72,20 +91,24 @@ def annotation_targets(images: Sequence[Path], annotate: Path) -> list[Path]:
 def _predict(args: argparse.Namespace, settings: Settings) -> int:
     targets = annotation_targets(args.images, args.annotate) if args.annotate else None
     max_faces = min(args.max_faces or settings.max_faces, settings.max_faces)
+    if args.min_sharpness is not None and args.min_sharpness < 0:
+        raise UsageError(f"--min-sharpness {args.min_sharpness} is negative")
     if args.url:
-        outcomes = _predict_remote(
-            args.images,
-            args.url,
-            args.api_key,
-            no_detect=args.no_detect,
-            max_faces=max_faces,
-            min_face_size=args.min_face_size,
-        )
+        from deepfer.client.core import PredictOptions
+
+        asked = PredictOptions(not args.no_detect, max_faces, args.min_face_size, args.min_score, args.min_sharpness)
+        outcomes = _predict_remote(args.images, args.url, args.api_key, asked)
         images: dict[Path, NDArray[np.uint8]] = {}
     else:
         from deepfer.engine.pipeline import Options
 
-        options = Options(detect=not args.no_detect, max_faces=max_faces, min_face_size=args.min_face_size)
+        options = Options(
+            detect=not args.no_detect,
+            max_faces=max_faces,
+            min_face_size=args.min_face_size,
+            min_score=args.min_score or 0.0,
+            min_sharpness=args.min_sharpness,
+        )
         outcomes, images = asyncio.run(_predict_local(args.images, options, settings, keep_images=bool(targets)))
     if args.format == "json":
         print(json.dumps([as_json(path, outcome) for path, outcome in outcomes], indent=2))
@@ -141,7 +164,7 @@ async def _predict_local(
 
 
 def _predict_remote(
-    paths: list[Path], url: str, api_key: str | None, *, no_detect: bool, max_faces: int, min_face_size: int
+    paths: list[Path], url: str, api_key: str | None, options: PredictOptions
 ) -> list[tuple[Path, PredictResponse | ErrorBody]]:
     """Every file through ``POST /predict`` of the service at ``url``; a refused file is its error entry, an
     unreachable service ends the command with one line that names the URL."""
@@ -153,7 +176,12 @@ def _predict_remote(
         for path in paths:
             try:
                 outcome: PredictResponse | ErrorBody = client.predict(
-                    path.read_bytes(), detect=not no_detect, max_faces=max_faces, min_face_size=min_face_size
+                    path.read_bytes(),
+                    detect=options.detect,
+                    max_faces=options.max_faces,
+                    min_face_size=options.min_face_size,
+                    min_score=options.min_score,
+                    min_sharpness=options.min_sharpness,
                 )
             except ServiceUnreachableError as error:
                 raise UsageError(error.message) from None

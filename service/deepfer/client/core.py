@@ -115,14 +115,24 @@ def encode_image(image: ImageInput) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
-def _options(detect: bool, max_faces: int | None, min_face_size: int | None) -> dict[str, str | int]:
-    """The query parameters the server reads; unset ones are left to the server's defaults."""
-    params: dict[str, str | int] = {"detect": "true" if detect else "false"}
-    if max_faces is not None:
-        params["max_faces"] = max_faces
-    if min_face_size is not None:
-        params["min_face_size"] = min_face_size
-    return params
+@dataclass(frozen=True)
+class PredictOptions:
+    """The prediction routes' query options, as ``Client.predict`` and ``predict_batch`` take them; None leaves
+    an option to the server's default."""
+
+    detect: bool = True
+    max_faces: int | None = None
+    min_face_size: int | None = None
+    min_score: float | None = None
+    min_sharpness: float | None = None
+
+    def params(self) -> dict[str, str | int | float]:
+        """The query parameters the server reads; unset ones are left out."""
+        params: dict[str, str | int | float] = {"detect": "true" if self.detect else "false"}
+        for name in ("max_faces", "min_face_size", "min_score", "min_sharpness"):
+            if (value := getattr(self, name)) is not None:
+                params[name] = value
+        return params
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -175,7 +185,7 @@ class Call(Generic[Answer]):
     method: str
     path: str
     parse: Callable[[httpx.Response], Answer]
-    params: dict[str, str | int] | None = None
+    params: dict[str, str | int | float] | None = None
     files: list[tuple[str, tuple[str, bytes]]] | None = None  # multipart (field, (file name, bytes))
     retry_503: bool = True  # False for /readyz, whose 503 is the answer
 
@@ -183,23 +193,19 @@ class Call(Generic[Answer]):
         return self.retry_503 and response.status_code == SERVICE_UNAVAILABLE
 
 
-def predict_call(
-    image: ImageInput, detect: bool, max_faces: int | None, min_face_size: int | None
-) -> Call[PredictResponse]:
+def predict_call(image: ImageInput, options: PredictOptions) -> Call[PredictResponse]:
     """``POST /predict``: faces, boxes and seven probabilities for one image."""
-    return Call("POST", "/predict", _parse, _options(detect, max_faces, min_face_size), [("file", encode_image(image))])
+    return Call("POST", "/predict", _parse, options.params(), [("file", encode_image(image))])
 
 
-def batch_call(
-    images: Sequence[ImageInput], detect: bool, max_faces: int | None, min_face_size: int | None
-) -> Call[BatchResponse]:
+def batch_call(images: Sequence[ImageInput], options: PredictOptions) -> Call[BatchResponse]:
     """``POST /predict/batch``: several images in one request, so their faces share the server's batches."""
     if isinstance(images, (str, bytes, np.ndarray, os.PathLike)):
         raise TypeError("predict_batch takes a sequence of images; use predict for one")
     if not images:
         raise ValueError("predict_batch needs at least one image")
     files = [("files", encode_image(image)) for image in images]
-    return Call("POST", "/predict/batch", _parse_batch, _options(detect, max_faces, min_face_size), files)
+    return Call("POST", "/predict/batch", _parse_batch, options.params(), files)
 
 
 MODEL_CALL: Final = Call("GET", "/model", _parse_model)

@@ -17,6 +17,7 @@ from deepfer.client.core import (
     Call,
     Closing,
     ImageInput,
+    PredictOptions,
     RetryPolicy,
     ServiceUnreachableError,
     auth_headers,
@@ -52,9 +53,13 @@ class Client(Closing):
         detect: bool = True,
         max_faces: int | None = None,
         min_face_size: int | None = None,
+        min_score: float | None = None,
+        min_sharpness: float | None = None,
     ) -> PredictResponse:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
-        return self._send(predict_call(image, detect, max_faces, min_face_size))
+        return self._send(
+            predict_call(image, PredictOptions(detect, max_faces, min_face_size, min_score, min_sharpness))
+        )
 
     def predict_batch(
         self,
@@ -63,10 +68,14 @@ class Client(Closing):
         detect: bool = True,
         max_faces: int | None = None,
         min_face_size: int | None = None,
+        min_score: float | None = None,
+        min_sharpness: float | None = None,
     ) -> BatchResponse:
         """Several images in one request (``POST /predict/batch``): one entry per image, in order; a file the
         server refuses is an entry with ``error`` set, not an exception."""
-        return self._send(batch_call(images, detect, max_faces, min_face_size))
+        return self._send(
+            batch_call(images, PredictOptions(detect, max_faces, min_face_size, min_score, min_sharpness))
+        )
 
     def model(self) -> ModelResponse:
         """The served model file, its own accuracy, labels and training record (``GET /model``)."""
@@ -129,9 +138,13 @@ class AsyncClient(AsyncClosing):
         detect: bool = True,
         max_faces: int | None = None,
         min_face_size: int | None = None,
+        min_score: float | None = None,
+        min_sharpness: float | None = None,
     ) -> PredictResponse:
         """Faces, boxes and seven probabilities for one image (``POST /predict``)."""
-        return await self._send(predict_call(image, detect, max_faces, min_face_size))
+        return await self._send(
+            predict_call(image, PredictOptions(detect, max_faces, min_face_size, min_score, min_sharpness))
+        )
 
     async def predict_batch(
         self,
@@ -140,9 +153,13 @@ class AsyncClient(AsyncClosing):
         detect: bool = True,
         max_faces: int | None = None,
         min_face_size: int | None = None,
+        min_score: float | None = None,
+        min_sharpness: float | None = None,
     ) -> BatchResponse:
         """Several images in one request (``POST /predict/batch``); see ``Client.predict_batch``."""
-        return await self._send(batch_call(images, detect, max_faces, min_face_size))
+        return await self._send(
+            batch_call(images, PredictOptions(detect, max_faces, min_face_size, min_score, min_sharpness))
+        )
 
     async def model(self) -> ModelResponse:
         """The served model file, its own accuracy, labels and training record (``GET /model``)."""

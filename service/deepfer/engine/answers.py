@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from deepfer.contract import LABELS
 from deepfer.engine.classifier import ModelRecord
 from deepfer.engine.pipeline import Analysis, FaceResult
-from deepfer.wire import Box, Face, ImageSize, Landmarks, ModelSummary, Point, PredictResponse, Probabilities
+from deepfer.wire import Box, Face, ImageSize, Landmarks, ModelSummary, Point, PredictResponse, Probabilities, Quality
 
 
 def predict_response(analysis: Analysis) -> PredictResponse:
@@ -41,6 +41,7 @@ def face(result: FaceResult) -> Face:
         landmarks=landmarks,
         emotion=result.emotion,
         probabilities=probabilities(result.probabilities),
+        quality=Quality(size_px=result.quality.size_px, sharpness=round(result.quality.sharpness, 1)),
     )
 
 

@@ -6,10 +6,11 @@ at 7.7 ms per 640x480 scene against 5.5 ms for ONNX Runtime with this module's d
 is zero-padded to a multiple of 32, fed as raw BGR float NCHW, and each stride's anchors decode as
 ``centre = (cell + offset) * stride``, ``size = exp(log_size) * stride``, ``score = sqrt(cls * obj)``, then NMS.
 
-Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3) were
-chosen together with ``python -m bench.detection_sweep`` on the public scenes; the table and the reasons (15%
-less detector CPU than the full frame; 480 px lifts a false box on grey frames) are in docs/model.md,
-"Detection and framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
+Frame size and score threshold (``detection_max_side_px`` = 512, ``detection_score_threshold`` = 0.3, with the
+pipeline's sharpness floor ``min_face_sharpness`` dropping the blobs the score cannot tell from faces) were chosen
+together with ``python -m bench.detection_sweep`` on the public scenes; the tables and the reasons (15% less
+detector CPU than the full frame; 480 px lifts a false box on grey frames) are in docs/model.md, "Detection and
+framing calibration". It covers 640x480 frames only: a 1920x1080 frame is shrunk 3.75x, so small
 faces in HD frames want a larger ``detection_max_side_px``.
 """
 

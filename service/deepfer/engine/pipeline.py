@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 
 from deepfer.contract import LABELS
 from deepfer.engine import models
-from deepfer.engine.align import align_face, face_from_crop, to_batch
+from deepfer.engine.align import align_face, face_from_crop, sharpness, to_batch
 from deepfer.engine.capacity import Slots
 from deepfer.engine.classifier import EmotionClassifier, ModelRecord
 from deepfer.engine.decode import decode
@@ -51,17 +52,29 @@ class Options:
     detect: bool = True
     max_faces: int = 32
     min_face_size: int = 0  # pixels, the smaller side of the detected box
+    min_score: float = 0.0  # detection score 0..1, over the detector's own floor (detection_score_threshold)
+    min_sharpness: float | None = None  # of the 48x48 face (align.sharpness); None: settings.min_face_sharpness
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How readable a face is, for clients to filter on: ``size_px``, the smaller side of the detected box in
+    whole pixels of the original image (what ``min_face_size`` compares), and ``sharpness`` of its 48x48 face."""
+
+    size_px: int
+    sharpness: float
 
 
 @dataclass(frozen=True)
 class Located:
-    """An image's faces before classification: detections (None for detect=false), their 48x48 uint8 crops, and
-    the seconds each stage took (recorded by the caller, which owns the metrics)."""
+    """An image's faces before classification: detections (None for detect=false), their 48x48 uint8 crops and
+    qualities, and the seconds each stage took (recorded by the caller, which owns the metrics)."""
 
     width: int
     height: int
     detections: list[Detection | None]
     crops: list[NDArray[np.uint8]]
+    qualities: list[Quality]
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -73,6 +86,7 @@ class FaceResult:
     detection_score: float | None
     landmarks: NDArray[np.float32] | None
     probabilities: NDArray[np.float32]
+    quality: Quality
 
     @property
     def emotion(self) -> str:
@@ -90,7 +104,12 @@ class Analysis:
 
 
 def locate(source: Source, options: Options, detector: FaceDetector, settings: Settings) -> Located:
-    """Decode (bytes only), detect and align on the calling worker -> the image's faces, largest first."""
+    """Decode (bytes only), detect and align on the calling worker -> the image's faces, largest first.
+
+    Faces too small or scored too low are dropped before alignment, faces too blurred after it (sharpness is
+    measured on the aligned face), and only then is the list cut to ``max_faces``, so a blob never takes the
+    place of a face. ``detect=False`` keeps its one face whatever its quality: the caller said it is a face.
+    """
     seconds: dict[str, float] = {}
     if isinstance(source, bytes):
         with _timed(seconds, "decode"):  # bytes -> H x W x 3 uint8 BGR, refused from its header when too costly
@@ -99,26 +118,41 @@ def locate(source: Source, options: Options, detector: FaceDetector, settings: S
         image = source
     height, width = image.shape[:2]
     if not options.detect:
-        return Located(width, height, [None], [face_from_crop(image)], seconds)
+        face = face_from_crop(image)
+        return Located(width, height, [None], [face], [Quality(min(width, height), sharpness(face))], seconds)
     with _timed(seconds, "detect"):
-        detections = _select(detector.detect(image), options)
+        candidates = _select(detector.detect(image), options)
     with _timed(seconds, "align"):
-        crops = [align_face(image, found.box, found.landmarks) for found in detections]  # 48x48 uint8 each
-    return Located(width, height, list(detections), crops, seconds)
+        crops = [align_face(image, found.box, found.landmarks) for found in candidates]  # 48x48 uint8 each
+        # floor: an integer min_face_size N keeps exactly the faces whose size_px >= N
+        qualities = [
+            Quality(math.floor(min(found.box[2], found.box[3])), sharpness(crop))
+            for found, crop in zip(candidates, crops, strict=True)
+        ]
+    floor = settings.min_face_sharpness if options.min_sharpness is None else options.min_sharpness
+    kept = [index for index, quality in enumerate(qualities) if quality.sharpness >= floor][: options.max_faces]
+    return Located(
+        width,
+        height,
+        [candidates[index] for index in kept],
+        [crops[index] for index in kept],
+        [qualities[index] for index in kept],
+        seconds,
+    )
 
 
 def results(located: Located, probabilities: NDArray[np.float32]) -> list[FaceResult]:
     """Detections + probability rows -> results; boxes are rounded to whole pixels and clipped to the image."""
     answers = []
-    for found, row in zip(located.detections, probabilities, strict=True):
+    for found, row, quality in zip(located.detections, probabilities, located.qualities, strict=True):
         if found is None:
-            answers.append(FaceResult((0, 0, located.width, located.height), None, None, row))
+            answers.append(FaceResult((0, 0, located.width, located.height), None, None, row, quality))
             continue
         x, y, width, height = found.box
         left, top = max(0, round(x)), max(0, round(y))
         right, bottom = min(located.width, round(x + width)), min(located.height, round(y + height))
         box = (left, top, max(0, right - left), max(0, bottom - top))
-        answers.append(FaceResult(box, round(found.score, 4), found.landmarks, row))
+        answers.append(FaceResult(box, round(found.score, 4), found.landmarks, row, quality))
     return answers
 
 
@@ -234,10 +268,14 @@ async def open_pipeline(
 
 
 def _select(detections: list[Detection], options: Options) -> list[Detection]:
-    """Drop faces smaller than ``min_face_size``, order largest first, keep at most ``max_faces``."""
-    kept = [found for found in detections if min(found.box[2], found.box[3]) >= options.min_face_size]
+    """Drop faces smaller than ``min_face_size`` or scored below ``min_score``, order largest first."""
+    kept = [
+        found
+        for found in detections
+        if min(found.box[2], found.box[3]) >= options.min_face_size and found.score >= options.min_score
+    ]
     kept.sort(key=lambda found: found.area, reverse=True)
-    return kept[: options.max_faces]
+    return kept
 
 
 @contextmanager

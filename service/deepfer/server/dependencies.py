@@ -79,18 +79,42 @@ async def require_admin_token(
 
 
 #: The query parameters of the prediction routes, as ``predict_options`` declares them.
-PREDICT_PARAMETERS = ("detect", "max_faces", "min_face_size")
+PREDICT_PARAMETERS = ("detect", "max_faces", "min_face_size", "min_score", "min_sharpness")
 
 
 async def predict_options(
     request: Request,
     service: State,
+    *,
     detect: Annotated[bool, Query(description="false: the whole image is one FER-framed face, as in FER2013")] = True,
     max_faces: Annotated[int | None, Query(ge=1, description="at most this many faces, largest first")] = None,
     min_face_size: Annotated[int, Query(ge=0, description="ignore faces whose box is smaller (pixels)")] = 0,
+    min_score: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            description="ignore faces the detector scored lower (detection_score, 0..1); the detector's own "
+            "threshold, DEEPFER_DETECTION_SCORE_THRESHOLD, is the default and the floor",
+        ),
+    ] = None,
+    min_sharpness: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="ignore faces less sharp (quality.sharpness); default DEEPFER_MIN_FACE_SHARPNESS, "
+            "0 keeps blurred faces",
+        ),
+    ] = None,
 ) -> Options:
     """The options, or 400 naming an unknown parameter: a typo (``?min_scor=0.5``) must not pass without a word."""
     if unknown := sorted(set(request.query_params) - set(PREDICT_PARAMETERS)):
         raise BadRequest(f"unknown query parameter(s) {', '.join(unknown)}; accepted: {', '.join(PREDICT_PARAMETERS)}")
     limit = service.settings.max_faces
-    return Options(detect=detect, max_faces=min(max_faces or limit, limit), min_face_size=min_face_size)
+    return Options(
+        detect=detect,
+        max_faces=min(max_faces or limit, limit),
+        min_face_size=min_face_size,
+        min_score=min_score or 0.0,
+        min_sharpness=min_sharpness,
+    )
