@@ -139,6 +139,7 @@ def test_model_reports_labels_version_and_metrics(client: httpx.Client) -> None:
         "score_threshold": 0.3,
         "nms_threshold": 0.3,
         "max_side_px": 512,
+        "min_sharpness": 50.0,
     }
 
 

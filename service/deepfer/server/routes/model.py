@@ -51,6 +51,7 @@ async def model(service: State) -> ModelResponse:
             "score_threshold": settings.detection_score_threshold,
             "nms_threshold": settings.detection_nms_threshold,
             "max_side_px": settings.detection_max_side_px,
+            "min_sharpness": settings.min_face_sharpness,
         },
     )
 
