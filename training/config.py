@@ -34,6 +34,9 @@ class TrainConfig:
     # Widths of the four VGG-style stages (two 3x3 convolutions each, then 2x2 max-pooling).
     widths: tuple[int, ...] = (32, 64, 128, 256)
     dense_units: int = 256
+    # Each stage's input added back before its second ReLU (training.model._stage): an ensemble member of another
+    # kind than the plain VGG ones.
+    residual: bool = False
     # Side of the random training crops and of the centre crop the network sees at inference (48 = no crop).
     crop: int = 40
     # Share of training faces re-compressed as JPEG at quality 15-60 (webcams, call recordings).

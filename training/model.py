@@ -15,18 +15,33 @@ from training.augment import FaceAugment
 from training.config import TrainConfig
 
 
-def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, weight_decay: float) -> keras.KerasTensor:
+def _conv_bn(x: keras.KerasTensor, filters: int, name: str, weight_decay: float, size: int = 3) -> keras.KerasTensor:
     x = keras.layers.Conv2D(
         filters,
-        3,
+        size,
         padding="same",
         use_bias=False,
         kernel_initializer="he_normal",
         kernel_regularizer=keras.regularizers.L2(weight_decay),
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+
+
+def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, weight_decay: float) -> keras.KerasTensor:
+    return keras.layers.Activation("relu", name=f"{name}_relu")(_conv_bn(x, filters, name, weight_decay))
+
+
+def _stage(x: keras.KerasTensor, filters: int, name: str, config: TrainConfig) -> keras.KerasTensor:
+    """Two 3x3 convolutions; with ``config.residual`` their input is added back before the second ReLU (a 1x1
+    projection where the width changes), the residual variant that makes an ensemble member differ in kind."""
+    y = _conv_bn_relu(x, filters, f"{name}_a", config.weight_decay)
+    if not config.residual:
+        return _conv_bn_relu(y, filters, f"{name}_b", config.weight_decay)
+    y = _conv_bn(y, filters, f"{name}_b", config.weight_decay)
+    shortcut = x if x.shape[-1] == filters else _conv_bn(x, filters, f"{name}_skip", config.weight_decay, size=1)
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.Activation("relu", name=f"{name}_b_relu")(y)
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -47,8 +62,7 @@ def build_model(config: TrainConfig) -> keras.Model:
     )(inputs)
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(x)
     for block, filters in enumerate(config.widths, start=1):
-        x = _conv_bn_relu(x, filters, f"block{block}_a", config.weight_decay)
-        x = _conv_bn_relu(x, filters, f"block{block}_b", config.weight_decay)
+        x = _stage(x, filters, f"block{block}", config)
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
         # Light spatial dropout in the early stages, full dropout in the head: FER2013 overfits fast.
         x = keras.layers.SpatialDropout2D(0.1, name=f"block{block}_drop")(x)
@@ -65,7 +79,7 @@ def build_model(config: TrainConfig) -> keras.Model:
     x = keras.layers.Dropout(config.dropout, name="head_drop2")(x)
     # float32 softmax even under mixed precision, so probabilities sum to 1 to float32 accuracy.
     outputs = keras.layers.Dense(len(LABELS), activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="deepfer_vgg")
+    return keras.Model(inputs, outputs, name="deepfer_resvgg" if config.residual else "deepfer_vgg")
 
 
 def freeze_early_blocks(model: keras.Model, blocks: int) -> None:

@@ -34,6 +34,7 @@ HELP = {
     "crop": "training crop side; inference uses the centre crop (48 = none)",
     "jpeg_p": "share of training faces re-compressed as JPEG",
     "keep_epochs": "keep each epoch's weights in the run folder (weight averaging)",
+    "residual": "residual stages (a skip connection around each pair of convolutions)",
     "teacher": "distil: an ONNX teacher (e.g. an export.ensemble file) whose probabilities join the labels",
     "teacher_weight": "the teacher's share of each training target (default 0.7)",
 }

@@ -495,3 +495,26 @@ def test_soft_targets_mix_label_and_teacher_by_the_teachers_weight() -> None:
     assert mixed[1, 3] == pytest.approx(0.3 + 0.7 / len(LABELS)) and np.allclose(mixed.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="teacher_weight"):
         soft_targets(labels, teacher, 1.5)
+
+
+def test_the_residual_variant_trains_exports_and_quantises(tmp_path: Path, dataset: Path, exported: Path) -> None:
+    """``--residual``: skip connections survive the export and the int8 copy, and both files answer like Keras."""
+    import onnx
+
+    run = tmp_path / "residual"
+    tiny = ["--epochs", "1", "--batch-size", "32", "--widths", "8", "16", "32", "64", "--limit-per-class", "20"]
+    run_module("training.train", "--data", dataset, "--out", run, "--residual", *tiny)
+    assert json.loads((run / "run.json").read_text())["config"]["residual"] is True
+    onnx_path, int8_path = run / "emotion.onnx", run / "emotion-int8.onnx"
+    run_module("export", "--model", run / "best.keras", "--out", onnx_path, "--version", "res", "--int8", int8_path)
+
+    def adds(path: Path) -> int:
+        return sum(node.op_type == "Add" for node in onnx.load(str(path)).graph.node)
+
+    assert adds(onnx_path) - adds(exported) >= 4  # one skip connection per stage beyond the plain network's adds
+    faces = load_split(dataset, "test", 2).faces[..., np.newaxis].astype(np.float32)
+    for path in (onnx_path, int8_path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (probabilities,) = session.run(None, {session.get_inputs()[0].name: faces})
+        assert probabilities.shape == (len(faces), len(LABELS))
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
