@@ -185,6 +185,67 @@ def test_a_png_inflating_past_its_header_is_refused_at_once(url: str) -> None:
 # The acceptance check: good requests keep their latency while each class is refused.
 
 
+def connection_closed_within(raw: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``raw`` while the client keeps trickling body bytes for up to ``seconds``."""
+    raw.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            raw.sendall(b"x" * 64)
+            if raw.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/predict", ("Host: x", "Content-Type: image/jpeg", "Content-Length: 50000000"), 413),
+        ("/predict?min_scor=0.5", ("Host: x", "Content-Type: image/jpeg", "Content-Length: 5000"), 400),
+    ],
+)
+def test_an_answer_sent_before_the_body_closes_the_connection(
+    url: str, path: str, headers: tuple[str, ...], status: int
+) -> None:
+    """A 413 from Content-Length (or any answer before the body is read) closes the connection: kept open, uvicorn
+    would read and drop the rest of the body with no timeout, and a client trickling bytes held it for good."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(request("POST", path, *headers, body=b"\xff\xd8" + b"x" * 1000))
+        head = raw.recv(65536)
+        assert int(head.split()[1]) == status
+        assert b"\r\nconnection: close\r\n" in head.lower()
+        assert connection_closed_within(raw, seconds=5.0)
+
+
+def read_answer(raw: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) from ``raw``; fails if the server closes first."""
+    received = b""
+    while True:
+        head, separator, body = received.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: (\d+)", head)
+        if separator and length and len(body) >= int(length[1]):
+            return received
+        chunk = raw.recv(65536)
+        assert chunk, "the server closed a connection whose request body it had read"
+        received += chunk
+
+
+def test_a_connection_whose_bodies_were_read_stays_open_for_the_next_request(url: str) -> None:
+    """Keep-alive is untouched where the body was read: a prediction, then a health check, on one connection."""
+    host, port = url.removeprefix("http://").split(":")
+    post = request("POST", "/predict", "Host: x", "Content-Type: image/jpeg", f"Content-Length: {len(SCENE)}")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        for data in (post + SCENE, request("GET", "/healthz", "Host: x")):
+            raw.sendall(data)
+            answer = read_answer(raw)
+            assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" not in answer.lower()
+
+
 def multipart_request(body: bytes) -> bytes:
     return request("POST", "/predict", *multipart_head(len(body)), body=body)
 

@@ -31,6 +31,12 @@ MALFORMED = "deepfer.malformed"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+def _declares_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request says a body follows: a non-zero Content-Length or a Transfer-Encoding."""
+    length = headers.get(b"content-length", b"0").strip()
+    return b"transfer-encoding" in headers or length not in (b"", b"0")
+
+
 class RequestMiddleware:
     """Outermost layer: gives every request an id, times it, logs it, counts it, and turns a crash into a 500."""
 
@@ -44,6 +50,8 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        # A body still on its way when the answer starts: the answer closes the connection (see ``send_with_id``).
+        body_pending = _declares_body(headers)
         given = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
@@ -51,16 +59,29 @@ class RequestMiddleware:
         status = 500
         started = False
 
+        async def receive_tracked() -> Message:
+            nonlocal body_pending
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_pending = False
+            return message
+
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                if body_pending:
+                    # Answered before its body was read (a 413 from Content-Length, a 401, a 503): keeping the
+                    # connection would make uvicorn read and drop the rest of the body, with no timeout, so a
+                    # client trickling bytes would hold the connection forever. Closing it is RFC 9110's advice.
+                    extra.append((b"connection", b"close"))
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_tracked, send_with_id)
         except ClientDisconnect:  # the caller gave up mid-upload: its doing, not a server fault, and nobody to answer
             refusal = scope["state"].get(MALFORMED)
             status = refusal[0] if refusal else CLIENT_CLOSED
