@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
     # The int8 copy of emotion.onnx: same PublicTest accuracy (64.5%), 2.4x the faces/s on this CPU (the
     # classifier was half of the CPU per image); emotion.onnx is the float32 reference the exporter checks.
+    # A bare file name picks another shipped model (``_bare_names_are_shipped_models``).
     classifier_path: Path = MODELS_DIR / "emotion-int8.onnx"
     execution_provider: Literal["auto", "cpu", "cuda"] = "auto"
     # One: measured on 2 cores with the default two pipeline threads, those already keep the cores busy under load,
@@ -191,6 +192,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lists_from_env(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("detector_path", "classifier_path", mode="before")
+    @classmethod
+    def _bare_names_are_shipped_models(cls, value: object) -> object:
+        """A bare file name (``emotion-ensemble-int8.onnx``) names a model shipped in the package, wherever it is
+        installed (a wheel, the image); a path with a directory (``./mine.onnx``) is taken as given. Read from the
+        text as written: ``Path("./mine.onnx")`` would already have dropped the ``./`` that says "here"."""
+        if isinstance(value, str) and value and "/" not in value:
+            return MODELS_DIR / value
+        return value
 
     @model_validator(mode="after")
     def _queue_holds_one_image(self) -> Settings:
