@@ -274,3 +274,22 @@ def test_classify_time_is_split_into_queue_wait_and_run(live_server: Callable[..
         text = httpx.get(f"{url}/metrics", timeout=30).text
     for stage in ("decode", "detect", "align", "queue_wait", "classify"):
         assert metric(text, f'deepfer_stage_seconds_count{{stage="{stage}"}}') == 1, stage
+
+
+def test_the_shipped_ensemble_is_one_setting_away(live_server: Callable[..., Any]) -> None:
+    """The averaged file (issue 24) is selected by its bare name; /model names it, lists its members with their
+    recipes, and leads with its own PublicTest figures; /predict answers with it."""
+    with live_server(classifier_path="emotion-ensemble-int8.onnx") as url:
+        model = httpx.get(f"{url}/model", timeout=30).json()
+        answer = httpx.post(f"{url}/predict", files={"file": read_bytes_scene()}, timeout=30).json()
+    assert model["file"] == "emotion-ensemble-int8.onnx" and "ensemble" in model["name"]
+    members = json.loads(model["metadata"]["ensemble_members"])
+    assert len(members) >= 2
+    assert all(member["data_sha256"] == model["metadata"]["training_data_sha256"] for member in members)
+    assert all(member["command"].startswith("python -m training.train") for member in members)
+    assert model["accuracy"]["split"] == "test" and model["evaluation"]["validation"]["accuracy"] > 0.6
+    assert answer["model"]["sha256"] == model["sha256"] and len(answer["faces"]) == 3
+
+
+def read_bytes_scene() -> bytes:
+    return (DATA / "scenes" / "scene_0000.jpg").read_bytes()
