@@ -281,7 +281,7 @@ def test_the_shipped_ensemble_is_one_setting_away(live_server: Callable[..., Any
     recipes, and leads with its own PublicTest figures; /predict answers with it."""
     with live_server(classifier_path="emotion-ensemble-int8.onnx") as url:
         model = httpx.get(f"{url}/model", timeout=30).json()
-        answer = httpx.post(f"{url}/predict", files={"file": read_bytes_scene()}, timeout=30).json()
+        answer = httpx.post(f"{url}/predict", files={"file": SCENE.read_bytes()}, timeout=30).json()
     assert model["file"] == "emotion-ensemble-int8.onnx" and "ensemble" in model["name"]
     members = json.loads(model["metadata"]["ensemble_members"])
     assert len(members) >= 2
@@ -289,7 +289,3 @@ def test_the_shipped_ensemble_is_one_setting_away(live_server: Callable[..., Any
     assert all(member["command"].startswith("python -m training.train") for member in members)
     assert model["accuracy"]["split"] == "test" and model["evaluation"]["validation"]["accuracy"] > 0.6
     assert answer["model"]["sha256"] == model["sha256"] and len(answer["faces"]) == 3
-
-
-def read_bytes_scene() -> bytes:
-    return (DATA / "scenes" / "scene_0000.jpg").read_bytes()
