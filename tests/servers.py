@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 
 from deepfer.server.app import create_app
-from deepfer.server.connections import uvicorn_options
+from deepfer.server.connections import DrainingServer, uvicorn_options
 from deepfer.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +38,11 @@ def free_port() -> int:
 
 @contextmanager
 def run_server(settings: Settings) -> Iterator[str]:
-    """A real uvicorn serving ``create_app(settings)``, configured as ``deepfer serve`` configures it, until the
-    block ends; yields its base URL."""
-    config = uvicorn.Config(create_app(settings), **{**uvicorn_options(settings), "lifespan": "on"})
-    server = uvicorn.Server(config)
+    """A real uvicorn serving ``create_app(settings)``, configured and drained as ``deepfer serve`` does it, until
+    the block ends; yields its base URL."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, **{**uvicorn_options(settings), "lifespan": "on"})
+    server = DrainingServer(config, app=app, pre_drain_s=settings.pre_drain_s)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{settings.port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{settings.port}"

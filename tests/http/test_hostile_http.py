@@ -25,7 +25,7 @@ from tests.hostile_inputs import many_parts_multipart, png_idat_bomb
 from tests.http.test_faults import deepfer_serve, wait_ready
 from tests.http.test_hostile import error_code, raw_exchange
 from tests.imaging import DATA
-from tests.servers import free_port
+from tests.servers import free_port, run_server, server_settings
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()  # 640 x 480, three faces
 MAX_FORM_FIELDS = 4
@@ -354,3 +354,18 @@ def test_good_requests_keep_their_latency_while_an_attack_is_refused(served: tup
     assert answered and not failed, f"{len(answered)} attacks answered, failures: {failed[:3]}"
     assert loaded_p99 <= 3 * quiet_p99 + SLACK_S, f"p99 {loaded_p99:.3f} s under attack, {quiet_p99:.3f} s quiet"
     assert "Traceback" not in log.read_bytes()[log_from:].decode(errors="replace")
+
+
+def test_a_connection_still_silent_when_the_drain_ends_is_closed_by_the_server() -> None:
+    """A connection that never sends a request (a browser's preconnect) outlives ``graceful_shutdown_s`` here.
+    uvicorn returns from its shutdown with that transport still open, and uvloop then closes it while closing its
+    loop: an "unclosed resource" ResourceWarning, or, when the client's FIN lands at that moment, "Event loop is
+    closed" and EBUSY from ``loop.close()``. The server must close what is left before its loop ends; pytest turns
+    the warning into this test's failure."""
+    settings = server_settings(graceful_shutdown_s=1, header_timeout_s=60)
+    with socket.socket() as silent:
+        with run_server(settings):
+            silent.connect(("127.0.0.1", settings.port))
+            time.sleep(0.3)  # accepted by the server's loop
+        silent.settimeout(5)
+        assert silent.recv(1) == b"", "the server left the connection open"

@@ -354,6 +354,20 @@ class DrainingServer(uvicorn.Server):
             "draining %d connections, %d of them from the accept queue", len(self.server_state.connections), len(queued)
         )
         await super().shutdown(sockets)
+        await self._close_what_outlived_the_drain()
+
+    async def _close_what_outlived_the_drain(self) -> None:
+        """uvicorn returns from a drain that ran out of ``graceful_shutdown_s`` with those connections still open
+        (a silent preconnect, a stream whose client never answers the close). uvloop then closes their transports
+        inside ``loop.close()``, where a client's FIN arriving at that moment fails it with EBUSY and a
+        traceback; closed here, they are gone while the loop still runs."""
+        left = list(self.server_state.connections)
+        if not left:
+            return
+        log.warning("closing %d connections still open after the drain", len(left))
+        for connection in left:
+            connection.transport.abort()
+        await asyncio.sleep(0)  # the transports' connection_lost callbacks run on this turn of the loop
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_at is not None and time.monotonic() >= self._drain_at:
