@@ -28,7 +28,7 @@ from deepfer.contract import LABELS, MetadataKey
 from export.faces import ExportError
 from export.files import write_model
 from export.verify import onnx_answers
-from training.calibration import apply_temperature, fit_temperature
+from training.calibration import OBJECTIVES, apply_temperature, fit_temperature
 from training.data import load_split, sha256_of, split_errors_exit, validation_faces
 
 INPUT_NAME = "face"
@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--int8", type=Path, default=None, help="also write an int8-quantised copy here")
     parser.add_argument("--name", default="deepfer-emotion-ensemble", help="model name in the metadata")
     parser.add_argument("--version", required=True, help="version string, e.g. e1")
+    parser.add_argument(
+        "--calibrate-for", choices=OBJECTIVES, default="ece", help="what the temperature minimises on validation"
+    )
     return parser.parse_args(argv)
 
 
@@ -140,11 +143,18 @@ def member_accuracies(members: list[dict[str, Any]], answers: list[np.ndarray], 
 
 
 def ensemble_metadata(
-    members: list[dict[str, Any]], split: dict[str, Any], temperature: float, *, name: str, version: str
+    members: list[dict[str, Any]],
+    split: dict[str, Any],
+    temperature: float,
+    *,
+    name: str,
+    version: str,
+    calibrated_for: str,
 ) -> dict[str, str]:
     """``metadata_props`` in ``MetadataKey`` names; ``training_config`` records the split for evaluation tools."""
     config = {
         "ensemble": "mean of the members' probabilities, then one temperature",
+        "temperature_minimises": calibrated_for,
         "seed": split["split_seed"],
         **{key: split[key] for key in SPLIT_KEYS},
     }
@@ -183,17 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     members = [member_summary(proto, path) for proto, path in zip(protos, args.member, strict=True)]
     split = shared_split(members)
     data_sha256 = sha256_of(args.data)
-    untempered = ensemble_metadata(members, split, 1.0, name=args.name, version=args.version)
+    untempered = ensemble_metadata(
+        members, split, 1.0, name=args.name, version=args.version, calibrated_for=args.calibrate_for
+    )
     faces, _ = validation_faces(args.out, args.data, untempered, data_sha256)
     batch = faces.faces[..., np.newaxis].astype(np.float32)
 
     member_answers = [onnx_answers(proto.SerializeToString(), batch) for proto in protos]
     mean = np.mean(member_answers, axis=0)
-    temperature = fit_temperature(faces.labels, mean)
-    proto = with_metadata(
-        averaged_graph(protos, temperature),
-        ensemble_metadata(members, split, temperature, name=args.name, version=args.version),
+    temperature = fit_temperature(faces.labels, mean, args.calibrate_for)
+    metadata = ensemble_metadata(
+        members, split, temperature, name=args.name, version=args.version, calibrated_for=args.calibrate_for
     )
+    proto = with_metadata(averaged_graph(protos, temperature), metadata)
     onnx_bytes = proto.SerializeToString()
     answers = onnx_answers(onnx_bytes, batch)
     difference = float(np.max(np.abs(answers - apply_temperature(mean, temperature))))

@@ -14,7 +14,14 @@ from pathlib import Path
 from deepfer.contract import MetadataKey
 from deepfer.engine.align import to_batch
 from deepfer.engine.classifier import EmotionClassifier
-from training.calibration import ECE_BINS, accuracy_at_coverage, apply_temperature, fit_temperature, reliability
+from training.calibration import (
+    ECE_BINS,
+    OBJECTIVES,
+    accuracy_at_coverage,
+    apply_temperature,
+    fit_temperature,
+    reliability,
+)
 from training.calibration import negative_log_likelihood as nll
 from training.data import sha256_of, split_errors_exit, validation_faces
 from training.report import plot_reliability
@@ -26,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="the FER2013 folder or zip it was trained on")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--calibrate-for", choices=OBJECTIVES, default="ece", help="what the temperature minimises on validation"
+    )
     return parser.parse_args(argv)
 
 
@@ -39,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     faces, chosen_by = validation_faces(args.model, args.data, metadata, sha256_of(args.data))
     before = classifier.run_in_batches(to_batch(faces.faces), args.batch_size)
-    temperature = fit_temperature(faces.labels, before)
+    temperature = fit_temperature(faces.labels, before, args.calibrate_for)
     after = apply_temperature(before, temperature)
     curves = {
         "before": reliability(faces.labels, before),
@@ -47,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "temperature": temperature,
+        "minimises": args.calibrate_for,
         "fitted_on": {"split": "validation", "faces": len(faces), **chosen_by},
         "model": {"path": str(args.model), "sha256": classifier.model.sha256},
         f"ece_{ECE_BINS}_bins": {name.split(" ")[0]: c.expected_calibration_error for name, c in curves.items()},

@@ -7,8 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from training.calibration import (
+    OBJECTIVES,
+    Objective,
     accuracy_at_coverage,
     apply_temperature,
     fit_temperature,
@@ -122,20 +125,36 @@ def test_each_condition_degrades_the_faces_reproducibly(name: str) -> None:
     np.testing.assert_array_equal(degraded, apply_condition(name, faces, seed=3))
 
 
-def test_fit_recovers_the_temperature_the_labels_were_drawn_with() -> None:
-    """Labels drawn from softmax(z / 2) and probabilities softmax(z): the NLL-optimal temperature is 2."""
+def drawn_at_temperature_2() -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Labels drawn from softmax(z / 2), and the overconfident probabilities softmax(z)."""
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 3.0, (20000, 7))
-    true = apply_temperature(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2.0)
-    labels = np.array([rng.choice(7, p=row) for row in true])
     overconfident = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    temperature = fit_temperature(labels, overconfident)
+    true = apply_temperature(overconfident, 2.0)
+    return np.array([rng.choice(7, p=row) for row in true]), overconfident
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_fit_recovers_the_temperature_the_labels_were_drawn_with(objective: Objective) -> None:
+    labels, overconfident = drawn_at_temperature_2()
+    temperature = fit_temperature(labels, overconfident, objective)
     assert temperature == pytest.approx(2.0, rel=0.05)
     calibrated = apply_temperature(overconfident, temperature)
     assert negative_log_likelihood(labels, calibrated) < negative_log_likelihood(labels, overconfident)
     assert reliability(labels, calibrated).expected_calibration_error < 0.02
     assert reliability(labels, overconfident).expected_calibration_error > 0.1
     np.testing.assert_array_equal(calibrated.argmax(1), overconfident.argmax(1))
+
+
+def test_the_ece_fit_beats_the_nll_fit_on_ece_where_one_temperature_cannot_fix_both() -> None:
+    """A quarter of the labels replaced at random: no temperature makes these probabilities calibrated, and the
+    NLL optimum (pulled by the confident mistakes) then leaves more calibration error than the ECE fit."""
+    labels, overconfident = drawn_at_temperature_2()
+    rng = np.random.default_rng(1)
+    noisy = np.where(rng.random(len(labels)) < 0.25, rng.integers(0, 7, len(labels)), labels)
+    by_ece, by_nll = (apply_temperature(overconfident, fit_temperature(noisy, overconfident, o)) for o in OBJECTIVES)
+    ece = reliability(noisy, by_ece).expected_calibration_error
+    assert ece < reliability(noisy, by_nll).expected_calibration_error - 0.005
 
 
 def test_reliability_bins_and_coverage_by_hand() -> None:
