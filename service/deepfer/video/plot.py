@@ -78,7 +78,7 @@ def plot_tracks(
             f"Track {track.track_id}: {track.first_s:.1f}-{track.last_s:.1f} s, "
             f"mostly {track.dominant_emotion} (smoothed)"
         )
-        _panel(canvas, number * PANEL_HEIGHT, title, series, end_s)
+        _panel(canvas, number * PANEL_HEIGHT, title, series, end_s, on_top=track.dominant_emotion)
     if not cv2.imwrite(str(path), canvas):
         raise VideoError(f"cannot write the plot to {path}")
 
@@ -89,9 +89,12 @@ def _panel(
     title: str,
     series: Sequence[tuple[float, NDArray[np.float32] | None]],
     end_s: float,
+    *,
+    on_top: str | None = None,
 ) -> None:
     """One track's chart in the band of ``canvas`` starting at row ``offset``; a None sample breaks the lines
-    (the track was not seen in that frame) instead of joining across the gap."""
+    (the track was not seen in that frame) instead of joining across the gap. ``on_top``'s line is drawn last:
+    the emotion the title names stays visible where another runs close to it (fear drawn over angry hid it)."""
     width = canvas.shape[1]
     left, top = _LEFT, offset + _TOP
     plot_w, plot_h = width - _LEFT - _RIGHT, PANEL_HEIGHT - _TOP - _BOTTOM
@@ -115,7 +118,8 @@ def _panel(
         cv2.putText(canvas, label, (x - text_w // 2, top + plot_h + 22), font, 0.45, grey, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (left, top), (left + plot_w, top + plot_h), grey, 1)
 
-    for row, label in enumerate(LABELS):
+    for row in sorted(range(len(LABELS)), key=lambda row: LABELS[row] == on_top):
+        label = LABELS[row]
         colour = EMOTION_BGR[label]
         previous: tuple[int, int] | None = None
         for time_s, probabilities in series:
