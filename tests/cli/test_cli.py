@@ -89,25 +89,31 @@ def test_sigterm_drains_in_flight_requests() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        # 16 scenes (the batch limit) per request, 4 requests: well over a second of work on two cores.
+        # 16 scenes (the batch limit) per request, 4 requests (64 images, max_concurrent_images): well over a second
+        # of work on two cores.
         files = [("files", path.read_bytes()) for path in SCENES * 8]
+        requests = 4
 
         def one(_: int) -> tuple[int, float]:
             response = httpx.post(f"{url}/predict/batch", files=files, timeout=60)
             return response.status_code, time.monotonic()
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            pending = [pool.submit(one, i) for i in range(4)]
+        with ThreadPoolExecutor(max_workers=requests) as pool:
+            pending = [pool.submit(one, i) for i in range(requests)]
             # Wait until the server is working on images, not a fixed time: on a loaded machine the clients may take
-            # longer than any fixed sleep to connect, and SIGTERM would then find nothing in flight.
+            # longer than any fixed sleep to connect, and SIGTERM would then find nothing in flight. A /metrics
+            # answer can queue behind the uploads' parsing until the first requests are done, so a first answer
+            # also means the work is under way (the later requests are still running).
             started = time.monotonic()
             while "deepfer_images_in_flight 0.0" in httpx.get(f"{url}/metrics", timeout=5).text:
+                if any(future.done() for future in pending):
+                    break
                 assert time.monotonic() - started < 30, "the requests never reached the pipeline"
                 time.sleep(0.02)
             terminated_at = time.monotonic()
             server.send_signal(signal.SIGTERM)
             outcomes = [future.result() for future in pending]
-        assert [status for status, _ in outcomes] == [200] * 4
+        assert [status for status, _ in outcomes] == [200] * requests
         assert any(finished > terminated_at for _, finished in outcomes), "nothing was in flight at SIGTERM"
         server.communicate(timeout=30)
         assert server.returncode == 0  # drained, then a clean exit (service/deepfer/server/connections.py)
