@@ -89,8 +89,8 @@ def test_sigterm_drains_in_flight_requests() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        # 16 scenes (the batch limit) per request, 4 requests (64 images, max_concurrent_images): well over a second
-        # of work on two cores.
+        # 16 scenes (the batch limit) per request, 4 requests (64 images, max_concurrent_images): a fraction of a
+        # second of work with the default model on two AVX-512 cores, so the wait below polls closely.
         files = [("files", path.read_bytes()) for path in SCENES * 8]
         requests = 4
 
