@@ -6,10 +6,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
@@ -72,8 +72,10 @@ def test_serve_refuses_a_bad_model_with_one_readable_line(tmp_path: Path, conten
 
 
 def test_sigterm_drains_in_flight_requests() -> None:
+    """A request whose upload is still arriving at SIGTERM is read to its end and answered, then the process exits
+    0. The request is held in flight on purpose: its body is sent in two halves around the signal, so it cannot have
+    been answered before SIGTERM however fast the machine (waiting for work to be under way raced a fast host)."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
         cwd=REPO,
@@ -85,38 +87,32 @@ def test_sigterm_drains_in_flight_requests() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        # 16 scenes (the batch limit) per request, 4 requests (64 images, max_concurrent_images): a fraction of a
-        # second of work with the default model on two AVX-512 cores, so the wait below polls closely.
-        files = [("files", path.read_bytes()) for path in SCENES * 8]
-        requests = 4
-
-        def one(_: int) -> tuple[int, float]:
-            response = httpx.post(f"{url}/predict/batch", files=files, timeout=60)
-            return response.status_code, time.monotonic()
-
-        with ThreadPoolExecutor(max_workers=requests) as pool:
-            pending = [pool.submit(one, i) for i in range(requests)]
-            # Wait until the server is working on images, not a fixed time: on a loaded machine the clients may take
-            # longer than any fixed sleep to connect, and SIGTERM would then find nothing in flight. A /metrics
-            # answer can queue behind the uploads' parsing until the first requests are done, so a first answer
-            # also means the work is under way (the later requests are still running).
-            started = time.monotonic()
-            while "deepfer_images_in_flight 0.0" in httpx.get(f"{url}/metrics", timeout=5).text:
-                if any(future.done() for future in pending):
-                    break
-                assert time.monotonic() - started < 30, "the requests never reached the pipeline"
-                time.sleep(0.02)
-            terminated_at = time.monotonic()
+        image = SCENES[0].read_bytes()
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {len(image)}\r\n\r\n"
+        ).encode()
+        half = len(image) // 2
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+            client.sendall(head + image[:half])
+            time.sleep(0.3)  # the headers are read and the endpoint awaits the body
             server.send_signal(signal.SIGTERM)
-            outcomes = [future.result() for future in pending]
-        assert [status for status, _ in outcomes] == [200] * requests
-        assert any(finished > terminated_at for _, finished in outcomes), "nothing was in flight at SIGTERM"
-        server.communicate(timeout=30)
-        assert server.returncode == 0  # drained, then a clean exit (service/deepfer/server/connections.py)
+            time.sleep(0.3)  # the drain has begun with this request half uploaded
+            client.sendall(image[half:])
+            answer = b""
+            while chunk := client.recv(65536):  # the drain closes the connection after the answer
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 200 OK", answer[:500]
+        assert b"connection: close" in rest.lower()
+        body = json.loads(rest.partition(b"\r\n\r\n")[2])
+        assert len(body["faces"]) == 3
+        _, stderr = server.communicate(timeout=30)
+        assert server.returncode == 0, stderr  # drained, then a clean exit (service/deepfer/server/connections.py)
     finally:
         if server.poll() is None:
             server.kill()
