@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -195,18 +196,24 @@ def test_503_retries_are_bounded_and_long_waits_capped() -> None:
 
 
 def test_async_client_honours_an_http_date_retry_after(answers: dict[str, PredictResponse]) -> None:
+    """The wait is measured against the date itself: the date is in whole seconds and the first request reaches the
+    server some time after it is written, so a fixed bound raced the clock (a date 1.0x s ahead left under 0.9 s
+    once the request took 0.1 s to arrive)."""
     body = answers[SCENES[1].name].model_dump_json().encode()
-    retry_at = formatdate(time.time() + 2, usegmt=True)  # whole seconds: the wait is between 1 and 2 s
+    retry_epoch = math.ceil(time.time()) + 2  # 2-3 s ahead
+    wall_minus_monotonic = time.time() - time.monotonic()  # to read the arrivals (monotonic) on the date's clock
 
     async def predict() -> PredictResponse:
         async with AsyncClient(url) as client:
             return await client.predict(SCENES[1])
 
-    with scripted_server([overloaded(retry_at), (200, {}, body)]) as (url, arrivals):
+    with scripted_server([overloaded(formatdate(retry_epoch, usegmt=True)), (200, {}, body)]) as (url, arrivals):
         got = asyncio.run(predict())
     assert_same_answer(got, answers[SCENES[1].name])
     assert len(arrivals) == 2
-    assert 0.9 <= arrivals[1] - arrivals[0] < 3.0
+    asked_s = retry_epoch - (arrivals[0] + wall_minus_monotonic)  # what the date asked for when the 503 was sent
+    assert asked_s > 1.0, f"the first request took over a second to arrive ({asked_s:.2f} s were left)"
+    assert asked_s - 0.05 <= arrivals[1] - arrivals[0] < asked_s + 1.5, (asked_s, arrivals)
 
 
 def check_batch(batch: BatchResponse, answers: dict[str, PredictResponse]) -> None:
