@@ -101,12 +101,15 @@ SLOT_HOLDER = progressive_scan_bomb(6000, 6000, 90)
 HOLDER_SCANS_ALLOWED = {"max_pixel_scans": 10**10}
 
 
-def test_a_timed_out_image_holds_its_slot_until_its_work_ends(live_server: Callable[..., Any]) -> None:
-    """One slot, 0.15 s timeout, two pipeline threads: a decode of most of a second times out, and until it really
-    ends a second image must be refused with 503 (before the fix it got the free thread and a 200: the slot counted
-    nothing). The timeout must fire after the upload (else nothing holds the slot) and well before the decode ends
-    (else the slot is free again by the time the second image comes): 5x either way here."""
-    limits = {"max_concurrent_images": 1, "request_timeout_s": 0.15, "pipeline_threads": 2, **HOLDER_SCANS_ALLOWED}
+@pytest.mark.parametrize("layout", [{"pipeline_threads": 2}, {"detect_processes": 2}], ids=["threads", "processes"])
+def test_a_timed_out_image_holds_its_slot_until_its_work_ends(
+    live_server: Callable[..., Any], layout: dict[str, int]
+) -> None:
+    """One slot, 0.15 s timeout, two pipeline threads or worker processes: a decode of most of a second times out,
+    and until it really ends a second image must be refused with 503 (before the fix it got the free thread and a
+    200: the slot counted nothing). The timeout must fire after the upload (else nothing holds the slot) and well
+    before the decode ends (else the slot is free again by the time the second image comes): 5x either way here."""
+    limits = {"max_concurrent_images": 1, "request_timeout_s": 0.15, **layout, **HOLDER_SCANS_ALLOWED}
     with live_server(**limits) as url, httpx.Client(base_url=url, timeout=30) as http:
         timed_out = http.post("/predict", files={"file": SLOT_HOLDER})
         assert timed_out.status_code == 504, timed_out.text

@@ -80,8 +80,11 @@ def model_copy(tmp_path: Path) -> Path:
     return path
 
 
-def test_reload_under_load_swaps_without_a_failed_request(live_server: Callable[..., Any], model_copy: Path) -> None:
-    with live_server(classifier_path=model_copy, admin_token=TOKEN) as url:
+@pytest.mark.parametrize("processes", [0, 2], ids=["threads", "processes"])
+def test_reload_under_load_swaps_without_a_failed_request(
+    live_server: Callable[..., Any], model_copy: Path, processes: int
+) -> None:
+    with live_server(classifier_path=model_copy, admin_token=TOKEN, detect_processes=processes) as url:
         old = httpx.get(f"{url}/model").json()
         stop, outcomes = threading.Event(), []
         threads = load(url, stop, outcomes)
