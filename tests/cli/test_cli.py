@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,17 +72,18 @@ def test_serve_refuses_a_bad_model_with_one_readable_line(tmp_path: Path, conten
     assert str(model) in result.stderr and "Traceback" not in result.stderr
 
 
-def test_sigterm_drains_in_flight_requests() -> None:
-    """A request whose upload is still arriving at SIGTERM is read to its end and answered, then the process exits
-    0. The request is held in flight on purpose: its body is sent in two halves around the signal, so it cannot have
-    been answered before SIGTERM however fast the machine (waiting for work to be under way raced a fast host)."""
+def half_sent_at_sigterm(pause_s: float, env: dict[str, str] | None = None) -> tuple[bytes, int, str]:
+    """``deepfer serve``, one raw ``POST /predict`` whose body is half sent when SIGTERM comes and the rest
+    ``pause_s`` later: the answer's bytes, the exit status and stderr. The request is in flight at the signal by
+    construction (waiting for work to show as under way raced a fast host)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
         cwd=REPO,
-        env={**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"},
+        env={**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -101,22 +103,40 @@ def test_sigterm_drains_in_flight_requests() -> None:
             client.sendall(head + image[:half])
             time.sleep(0.3)  # the headers are read and the endpoint awaits the body
             server.send_signal(signal.SIGTERM)
-            time.sleep(0.3)  # the drain has begun with this request half uploaded
-            client.sendall(image[half:])
+            time.sleep(pause_s)
+            with contextlib.suppress(OSError):  # the server may have closed it already: its answer is what counts
+                client.sendall(image[half:])
             answer = b""
             while chunk := client.recv(65536):  # the drain closes the connection after the answer
                 answer += chunk
-        status_line, _, rest = answer.partition(b"\r\n")
-        assert status_line == b"HTTP/1.1 200 OK", answer[:500]
-        assert b"connection: close" in rest.lower()
-        body = json.loads(rest.partition(b"\r\n\r\n")[2])
-        assert len(body["faces"]) == 3
         _, stderr = server.communicate(timeout=30)
-        assert server.returncode == 0, stderr  # drained, then a clean exit (service/deepfer/server/connections.py)
+        return answer, server.returncode, stderr
     finally:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_sigterm_drains_in_flight_requests() -> None:
+    """A request whose upload is still arriving at SIGTERM is read to its end and answered, then the process exits
+    0 (service/deepfer/server/connections.py)."""
+    answer, returncode, stderr = half_sent_at_sigterm(pause_s=0.3)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", answer[:500]
+    assert b"connection: close" in rest.lower()
+    assert len(json.loads(rest.partition(b"\r\n\r\n")[2])["faces"]) == 3
+    assert returncode == 0, stderr
+
+
+def test_a_request_the_drain_runs_out_of_time_for_gets_a_503_to_retry() -> None:
+    """The rest of the body comes after the drain's time (1 s) is up: uvicorn cancels the request, and the client
+    gets the envelope's 503 with Retry-After (it wrote a plain-text 500 before), with no traceback logged."""
+    answer, returncode, stderr = half_sent_at_sigterm(pause_s=1.8, env={"DEEPFER_GRACEFUL_SHUTDOWN_S": "1"})
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 503 Service Unavailable", answer[:500]
+    assert b"retry-after: 1" in rest.lower()
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "shutting_down"
+    assert returncode == 0 and "Traceback" not in stderr, stderr
 
 
 def test_version_flag_prints_the_package_version() -> None:

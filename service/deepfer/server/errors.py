@@ -4,7 +4,8 @@
 envelope of ``schemas.ErrorResponse``. Framework errors get the same envelope: unknown route 404 ``not_found``,
 wrong method 405 ``method_not_allowed``, a query that fails validation 422 ``invalid_request``. Anything
 unexpected becomes 500 ``internal`` in ``middleware.RequestMiddleware`` (logged with its traceback, never echoed
-to the caller); a refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered
+to the caller), and a request the drain after SIGTERM ran out of time for 503 ``shutting_down`` (there too); a
+refused CORS preflight is 400 ``cors_refused`` (``app``). Connection-level refusals, answered
 before any route runs, use the envelope too (``server``): 400 ``bad_request`` (a malformed request, a missing or
 doubled Host), 408 ``header_timeout``, 431 ``headers_too_large``, 503 ``overloaded``.
 """

@@ -7,6 +7,7 @@ name or a query value, so no image or personal data reaches the logs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -85,6 +86,15 @@ class RequestMiddleware:
         except ClientDisconnect:  # the caller gave up mid-upload: its doing, not a server fault, and nobody to answer
             refusal = scope["state"].get(MALFORMED)
             status = refusal[0] if refusal else CLIENT_CLOSED
+        except asyncio.CancelledError:
+            # Only the server cancels a request: uvicorn, for what outlives the drain's graceful_shutdown_s. Left to
+            # it, the client got a plain-text 500; a 503 in the envelope says to retry, on another replica. The task
+            # ends here, answered: nothing awaits it, and uvicorn would log the cancellation as a crash.
+            if not started:
+                message = "the server shut down before this request was done; retry"
+                response = error_response(503, "shutting_down", message, {"Retry-After": "1"})
+                await response(scope, receive, send_with_id)
+            self.metrics.errors.labels("shutting_down").inc()
         except Exception:  # the one last-resort boundary: log with traceback, answer the envelope, keep serving
             error_log.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             self.metrics.errors.labels("internal").inc()
