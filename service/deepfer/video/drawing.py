@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from deepfer.wire import Face
 
-#: BGR colours per emotion, the same palette as the browser demo (static/demo.js).
+#: BGR colours per emotion, the same palette as the browser demo (static/demo.css).
 EMOTION_BGR: Final[dict[str, tuple[int, int, int]]] = {
     "angry": (40, 39, 214),
     "disgust": (44, 160, 44),
