@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10_000_000, ge=1, description="per file, enforced while the body streams in")
     max_pixels: int = Field(40_000_000, ge=1, description="width x height, read from the header before decoding")
     # Decode work of a progressive JPEG is pixels x scans (every scan revisits every block). 10^9 is 40 Mpx with
-    # 25 scans, 2.5x libjpeg's own progressive script at max_pixels: measured on this 2-core machine, a 6000x6000
-    # grey progressive JPEG takes 1.1 s to decode, 1.55 s with 27 scans (the most this allows), where a 6000x6000
-    # colour photo with 10 scans takes 2.5 s; so a bomb costs no more than a large real photo.
+    # 25 scans, 2.5x libjpeg's own progressive script at max_pixels. At 6000x6000, one OpenCV thread, CPU per
+    # decode (2026-12-03, AMD EPYC with AVX-512): a 10-scan colour photo 0.36 s; a flat grey file 0.15 s, 0.19 s
+    # with 21 empty scans added (27, the most this allows); real content in 27 scans (jpegtran -scans) 0.45-0.48
+    # s. So the most decode work this admits is within 1.3x of a large real photo's.
     max_pixel_scans: int = Field(
         1_000_000_000, ge=1, description="width x height x JPEG scans, read from the markers before decoding"
     )
