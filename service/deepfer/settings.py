@@ -69,11 +69,12 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         1, ge=0, description="ONNX Runtime threads of the classifier's (batched) runs; 0 = one per core"
     )
-    # Zero (threads) by measurement on this 2-core AVX2 machine, 16 clients: processes served 51.0 images/s at
-    # 34.2 ms of CPU per image against the threads' 56.6 at 29.4 (bench.http_load; the pipe hand-off and the
-    # extra interpreters cost more than the GIL does here, where one process with two threads reaches 0.88 of
-    # two processes: bench.ceiling). Processes isolate a crashing decoder (a 503, not a dead replica), and pay
-    # where the GIL costs more (the former machine's 1x2 ceiling was 0.66 of 2x1).
+    # Zero (threads) by measurement on the 2-core AVX2 VM of 2026-12-01, 16 clients: processes served 51.0 images/s
+    # at 34.2 ms of CPU per image against the threads' 56.6 at 29.4 (bench.http_load; the pipe hand-off and the
+    # extra interpreters cost more than the GIL did there, where one process with two threads reached 0.88 of
+    # two processes: bench.ceiling). On 2026-12-03's AVX-512 host too: 1.31-1.36x the ceiling's CPU per image
+    # against the threads' 1.18-1.28x (docs/performance.md). Processes isolate a crashing decoder (a 503, not a
+    # dead replica), and pay where the GIL costs more (the former machine's 1x2 ceiling was 0.66 of 2x1).
     detect_processes: int = Field(
         0, ge=0, description="worker processes that decode/detect/align images; 0 = threads of the serving process"
     )
@@ -84,8 +85,8 @@ class Settings(BaseSettings):
         5, ge=0, le=19, description="how far below the batcher and event loop the locate stage runs (Linux)"
     )
     # One: the pipeline threads already run images in parallel, and OpenCV's own pool only added hand-offs:
-    # `python -m bench.stages` measured 11.25 ms of CPU per image with OpenCV's default (two threads here)
-    # against 9.55 ms with one, at the same wall time even for a single request.
+    # `python -m bench.stages` measured 11.25 ms of CPU per image with OpenCV's default (two threads on the 2-core
+    # Xeon of 2026-11-24) against 9.55 ms with one, at the same wall time even for a single request.
     opencv_threads: int = Field(1, ge=1, description="OpenCV's threads per call (process-wide); 1 = sequential")
 
     # Detection. Frame size, threshold and sharpness floor calibrated together on the public scenes
@@ -118,10 +119,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10_000_000, ge=1, description="per file, enforced while the body streams in")
     max_pixels: int = Field(40_000_000, ge=1, description="width x height, read from the header before decoding")
     # Decode work of a progressive JPEG is pixels x scans (every scan revisits every block). 10^9 is 40 Mpx with
-    # 25 scans, 2.5x libjpeg's own progressive script at max_pixels. At 6000x6000, one OpenCV thread, CPU per
-    # decode (2026-12-03, AMD EPYC with AVX-512): a 10-scan colour photo 0.36 s; a flat grey file 0.15 s, 0.19 s
-    # with 21 empty scans added (27, the most this allows); real content in 27 scans (jpegtran -scans) 0.45-0.48
-    # s. So the most decode work this admits is within 1.3x of a large real photo's.
+    # 25 scans, 2.5x libjpeg's own progressive script at max_pixels. At 6000x6000, one OpenCV thread, CPU per warm
+    # decode (2026-12-03, AMD EPYC with AVX-512): a 10-scan colour photo 0.36 s; a flat grey file 0.15 s, and
+    # 0.19 s with 21 empty scans added (27, the most this allows); real content in 27 scans (jpegtran -scans)
+    # 0.45-0.48 s. So the most decode work this admits is within 1.3x of a large real photo's.
     max_pixel_scans: int = Field(
         1_000_000_000, ge=1, description="width x height x JPEG scans, read from the markers before decoding"
     )
