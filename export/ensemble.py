@@ -8,7 +8,7 @@ contract as any single file, so the service loads it as it loads one network.
 Why average probabilities: FER2013 ensembles of equally strong members gain 1.4-2.7 points over their members
 (docs/model.md), and the mean of calibrated members needs only one temperature after it, fitted where the
 ensemble is chosen (validation), never on PublicTest. Members are exported ONNX files, not Keras checkpoints: any
-member (the served v3.2, a run trained under JAX on the GPU path) composes without TensorFlow.
+member (v3.2, the default before m4; a run trained under JAX on the GPU path) composes without TensorFlow.
 """
 
 from __future__ import annotations

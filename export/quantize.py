@@ -1,10 +1,10 @@
 """Static int8 quantisation of the exported classifier (QDQ, per-channel weights) with ONNX Runtime's tools.
 
-Why: in float32 the classifier was about half of the service's CPU per image, and this Xeon runs int8
-convolutions (VNNI/AMX) ~2.4x faster (``python -m bench.classifier`` on model v2: 1,053 vs 434 faces/s at batch 64,
-docs/performance.md) while PublicTest accuracy did not move (64.5% both). Calibration uses training faces only,
-never the test split. The result keeps the float32 input/output contract: quantise/dequantise nodes sit inside
-the graph.
+Why: in float32 the classifier was about half of the service's CPU per image, and CPUs with VNNI/AMX run int8
+convolutions about 3x cheaper (``python -m bench.classifier``, docs/performance.md: 3.1x on the 2026-11-24 Xeon,
+2.8-3.0x less CPU per face on 2026-12-03's EPYC) while PublicTest accuracy stays within 0.1 point (m4: 68.7% against
+68.8%, docs/model.md). Calibration uses training faces only, never the test split. The result keeps the float32
+input/output contract: quantise/dequantise nodes sit inside the graph.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def quantize_int8(proto: onnx.ModelProto, calibration_faces: NDArray[np.float32]
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             # 7-bit weights: x86 CPUs without AVX-512 VNNI multiply uint8 x int8 pairs with a saturating 16-bit
-            # add (VPMADDUBSW), which full-range weights overflow. On this AVX2-only VM the full-range file lost
-            # 1.5 points against float32 (validation 66.9 vs 68.4%, PublicTest 65.3 vs 66.8%).
+            # add (VPMADDUBSW), which full-range weights overflow. On the AVX2-only VM of 2026-12-01 the full-range
+            # v3.1 file lost 1.5 points against float32 (validation 66.9 vs 68.4%, PublicTest 65.3 vs 66.8%).
             reduce_range=True,
         )
         result = onnx.load(quantised)

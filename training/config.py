@@ -62,7 +62,7 @@ class TrainConfig:
     # ``teacher_weight`` is the teacher's share of the target.
     teacher: str | None = None
     teacher_weight: float = 0.7
-    # Keep every epoch's weights in the run folder, for weight averaging over the last epochs (bench/swa.py).
+    # Keep every epoch's weights in the run folder, for weight averaging over the last epochs (training/average.py).
     keep_epochs: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
