@@ -1,7 +1,8 @@
 """Real uvicorn servers on 127.0.0.1 with the shipped models, and where the repository and the shared data are.
 
 Servers run in a thread of the test process (uvicorn skips signal handlers off the main thread), on a free
-port, and ``run_server`` returns only once ``/readyz`` says the models are warm. The fixtures in
+port, and ``run_server`` returns only once ``/readyz`` says the models are warm. Tests of signals and of the command
+itself start ``deepfer serve`` as a process instead (``deepfer_serve``, ``wait_ready``). The fixtures in
 ``conftest.py`` are built on these; tests import the helpers as ``tests.servers``.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -70,3 +73,36 @@ def server_settings(**overrides: Any) -> Settings:
     return Settings(
         **{"host": "127.0.0.1", "port": free_port(), "access_log": False, "graceful_shutdown_s": 5, **overrides}
     )
+
+
+@contextmanager
+def deepfer_serve(port: int, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``deepfer serve`` as a deployment runs it, its JSON log in a file (a pipe nobody reads would fill and
+    block the server); killed and reaped if the test leaves it running."""
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield server
+        finally:
+            if server.poll() is None:
+                server.kill()
+            server.wait(timeout=30)
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"deepfer serve exited with {server.returncode} during startup"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"deepfer serve not ready within {STARTUP_TIMEOUT_S} s")

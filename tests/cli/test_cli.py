@@ -13,13 +13,13 @@ import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import cv2
-import httpx
 import pytest
 
 from tests.imaging import DATA
-from tests.servers import REPO, free_port
+from tests.servers import REPO, deepfer_serve, free_port, wait_ready
 
 SCENES = [DATA / "scenes" / "scene_0000.jpg", DATA / "scenes" / "scene_0002.jpg"]
 
@@ -72,27 +72,14 @@ def test_serve_refuses_a_bad_model_with_one_readable_line(tmp_path: Path, conten
     assert str(model) in result.stderr and "Traceback" not in result.stderr
 
 
-def half_sent_at_sigterm(pause_s: float, env: dict[str, str] | None = None) -> tuple[bytes, int, str]:
+def half_sent_at_sigterm(log: Path, pause_s: float, env: dict[str, str] | None = None) -> tuple[bytes, int]:
     """``deepfer serve``, one raw ``POST /predict`` whose body is half sent when SIGTERM comes and the rest
-    ``pause_s`` later: the answer's bytes, the exit status and stderr. The request is in flight at the signal by
-    construction (waiting for work to show as under way raced a fast host)."""
+    ``pause_s`` later: the answer's bytes and the exit status (the server's output goes to ``log``). The request is
+    in flight at the signal by construction (waiting for work to show as under way raced a fast host)."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env={**os.environ, "DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    quiet = {"DEEPFER_ACCESS_LOG": "false", "DEEPFER_LOG_LEVEL": "warning"}
+    with deepfer_serve(port, {**quiet, **(env or {})}, log) as server:
+        wait_ready(f"http://127.0.0.1:{port}", server)
         image = SCENES[0].read_bytes()
         head = (
             f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/jpeg\r\n"
@@ -109,34 +96,37 @@ def half_sent_at_sigterm(pause_s: float, env: dict[str, str] | None = None) -> t
             answer = b""
             while chunk := client.recv(65536):  # the drain closes the connection after the answer
                 answer += chunk
-        _, stderr = server.communicate(timeout=30)
-        return answer, server.returncode, stderr
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        return answer, server.wait(timeout=30)
 
 
-def test_sigterm_drains_in_flight_requests() -> None:
+def split_answer(answer: bytes) -> tuple[bytes, bytes, Any]:
+    """A raw HTTP/1.1 answer -> its status line, its headers (lower-cased) and its JSON body."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, _, headers = head.partition(b"\r\n")
+    return status_line, headers.lower(), json.loads(body)
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     """A request whose upload is still arriving at SIGTERM is read to its end and answered, then the process exits
     0 (service/deepfer/server/connections.py)."""
-    answer, returncode, stderr = half_sent_at_sigterm(pause_s=0.3)
-    status_line, _, rest = answer.partition(b"\r\n")
+    answer, returncode = half_sent_at_sigterm(tmp_path / "serve.log", pause_s=0.3)
+    status_line, headers, body = split_answer(answer)
     assert status_line == b"HTTP/1.1 200 OK", answer[:500]
-    assert b"connection: close" in rest.lower()
-    assert len(json.loads(rest.partition(b"\r\n\r\n")[2])["faces"]) == 3
-    assert returncode == 0, stderr
+    assert b"connection: close" in headers
+    assert len(body["faces"]) == 3
+    assert returncode == 0, (tmp_path / "serve.log").read_text()
 
 
-def test_a_request_the_drain_runs_out_of_time_for_gets_a_503_to_retry() -> None:
+def test_a_request_the_drain_runs_out_of_time_for_gets_a_503_to_retry(tmp_path: Path) -> None:
     """The rest of the body comes after the drain's time (1 s) is up: uvicorn cancels the request, and the client
     gets the envelope's 503 with Retry-After (it wrote a plain-text 500 before), with no traceback logged."""
-    answer, returncode, stderr = half_sent_at_sigterm(pause_s=1.8, env={"DEEPFER_GRACEFUL_SHUTDOWN_S": "1"})
-    status_line, _, rest = answer.partition(b"\r\n")
+    log = tmp_path / "serve.log"
+    answer, returncode = half_sent_at_sigterm(log, pause_s=1.8, env={"DEEPFER_GRACEFUL_SHUTDOWN_S": "1"})
+    status_line, headers, body = split_answer(answer)
     assert status_line == b"HTTP/1.1 503 Service Unavailable", answer[:500]
-    assert b"retry-after: 1" in rest.lower()
-    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "shutting_down"
-    assert returncode == 0 and "Traceback" not in stderr, stderr
+    assert b"retry-after: 1" in headers
+    assert body["error"]["code"] == "shutting_down"
+    assert returncode == 0 and "Traceback" not in log.read_text(), log.read_text()
 
 
 def test_version_flag_prints_the_package_version() -> None:

@@ -1,13 +1,13 @@
 """Faults a deployment will meet: SIGTERM in the middle of load, a burst that fills the inference queue, and a
 model file that is truncated, missing or breaks the ONNX contract.
 
-``tests/cli/test_cli.py`` already shows four in-flight batch requests surviving SIGTERM and an empty, garbage or
-missing classifier file refusing to start. Here the SIGTERM case runs under continuous load from many clients
-and accounts for every request by its ``X-Request-ID`` against the server's own access log, so "no accepted
-request was lost" is checked request by request, not just for the few that were certainly in flight; the
-queue case fills the batcher's face queue (``queue_size``), the path ``tests/http/test_bad_input.py``'s
-``max_concurrent_images`` test does not reach; and the model cases are a truncated copy of the real model and
-small ONNX graphs built to break one clause of the contract each.
+``tests/cli/test_cli.py`` already shows a request whose upload is still arriving at SIGTERM answered, one the drain
+runs out of time for answered 503, and an empty, garbage or missing classifier file refusing to start. Here the
+SIGTERM case runs under continuous load from many clients and accounts for every request by its ``X-Request-ID``
+against the server's own access log, so "no accepted request was lost" is checked request by request, not just for
+the few that were certainly in flight; the queue case fills the batcher's face queue (``queue_size``), the path
+``tests/http/test_bad_input.py``'s ``max_concurrent_images`` test does not reach; and the model cases are a
+truncated copy of the real model and small ONNX graphs built to break one clause of the contract each.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,45 +37,11 @@ from deepfer.engine.classifier import EmotionClassifier
 from deepfer.errors import ModelLoadError
 from deepfer.settings import Settings
 from tests.imaging import DATA
-from tests.servers import REPO, free_port
+from tests.servers import REPO, deepfer_serve, free_port, wait_ready
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()  # 640 x 480, three faces
 SCENE_FACES = 3
 GRACEFUL_SHUTDOWN_S = 15.0
-STARTUP_TIMEOUT_S = 60.0
-
-
-@contextmanager
-def deepfer_serve(port: int, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``deepfer serve`` as a deployment runs it, its JSON log in a file (a pipe nobody reads would fill and
-    block the server); killed and reaped if the test leaves it running."""
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "deepfer.cli", "serve", "--port", str(port)],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield server
-        finally:
-            if server.poll() is None:
-                server.kill()
-            server.wait(timeout=30)
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"deepfer serve exited with {server.returncode} during startup"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"deepfer serve not ready within {STARTUP_TIMEOUT_S} s")
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,8 @@ from tests.hostile_inputs import (
     stuffed_zero_pixel_bomb,
     webp_vp8x_canvas,
 )
-from tests.http.test_faults import deepfer_serve, wait_ready
 from tests.imaging import DATA, encode, read
-from tests.servers import free_port
+from tests.servers import deepfer_serve, free_port, wait_ready
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()
 
@@ -94,9 +93,10 @@ def test_pixels_times_scans_is_bounded_below_the_scan_cap(client: httpx.Client) 
 # 3. A timed-out request keeps its slot while its thread works.
 
 # Work that holds an image slot for a while: 96 scans (MAX_JPEG_SCANS is 100) of 36 Mpx, so the servers that decode
-# it raise max_pixel_scans (10^9 by default). Its decode took 0.7-0.8 s on this 2-core machine; the 26-scan image
-# these tests used took from 0.3 s (warm) to 1.5 s here by load, and a faster host would end it within the
-# 0.1-0.2 s the tests need it to last. Its upload is 150 KB (3 ms on a warm connection, 20 ms on a fresh one).
+# it raise max_pixel_scans (10^9 by default). Its decode took 0.7-0.8 s on 2026-12-03's 2-core AVX-512 host; the
+# 26-scan image these tests used took from 0.3 s (warm) to 1.5 s there by load, and a faster host would end it
+# within the 0.1-0.2 s the tests need it to last. Its upload is 150 KB (3 ms on a warm connection, 20 ms on a
+# fresh one).
 SLOT_HOLDER = progressive_scan_bomb(6000, 6000, 90)
 HOLDER_SCANS_ALLOWED = {"max_pixel_scans": 10**10}
 

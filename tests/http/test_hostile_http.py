@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 
 from tests.hostile_inputs import many_parts_multipart, png_idat_bomb
-from tests.http.test_faults import deepfer_serve, wait_ready
 from tests.http.test_hostile import error_code, raw_exchange
 from tests.imaging import DATA
-from tests.servers import free_port, run_server, server_settings
+from tests.servers import deepfer_serve, free_port, run_server, server_settings, wait_ready
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()  # 640 x 480, three faces
 MAX_FORM_FIELDS = 4

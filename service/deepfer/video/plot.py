@@ -118,8 +118,7 @@ def _panel(
         cv2.putText(canvas, label, (x - text_w // 2, top + plot_h + 22), font, 0.45, grey, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (left, top), (left + plot_w, top + plot_h), grey, 1)
 
-    for row in sorted(range(len(LABELS)), key=lambda row: LABELS[row] == on_top):
-        label = LABELS[row]
+    for row, label in sorted(enumerate(LABELS), key=lambda item: item[1] == on_top):
         colour = EMOTION_BGR[label]
         previous: tuple[int, int] | None = None
         for time_s, probabilities in series:
