@@ -28,15 +28,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from deepfer.contract import LABELS, MetadataKey
+from deepfer.contract import LABELS
 from deepfer.engine.classifier import EmotionClassifier
 from deepfer.errors import ModelLoadError
 from deepfer.settings import Settings
 from tests.imaging import DATA
+from tests.onnx_models import tiny_classifier
 from tests.servers import REPO, deepfer_serve, free_port, wait_ready
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()  # 640 x 480, three faces
@@ -210,57 +209,6 @@ def test_a_full_face_queue_answers_503_with_retry_after_then_recovers(live_serve
             metrics = http.get("/metrics").text
     shed = next(line for line in metrics.splitlines() if line.startswith("deepfer_overloaded_total"))
     assert float(shed.split()[-1]) >= len(refused)
-
-
-def tiny_classifier(
-    path: Path,
-    *,
-    side: int = 48,
-    labels: tuple[str, ...] | None = LABELS,
-    softmax: bool = True,
-    diverged: bool = False,
-    standardised: bool = False,
-) -> Path:
-    """A 2304 -> 7 linear model in the contract's layout, with one clause breakable per argument.
-
-    ``diverged``: NaN weights, as a training run that diverged exports them (every output NaN). ``standardised``:
-    each face scaled to zero mean and unit spread first, so a blank face divides 0 by 0 (NaN for it alone).
-    IR version 8 / opset 13 so any onnxruntime this project supports can open it.
-    """
-    weights = np.random.default_rng(0).normal(0.0, 0.01, (side * side, len(LABELS))).astype(np.float32)
-    if diverged:
-        weights[:] = np.nan
-    nodes = []
-    if standardised:
-        axes = [1, 2, 3]
-        nodes += [
-            helper.make_node("ReduceMean", ["face"], ["mean"], axes=axes),
-            helper.make_node("Sub", ["face", "mean"], ["centred"]),
-            helper.make_node("Mul", ["centred", "centred"], ["squared"]),
-            helper.make_node("ReduceMean", ["squared"], ["variance"], axes=axes),
-            helper.make_node("Sqrt", ["variance"], ["spread"]),
-            helper.make_node("Div", ["centred", "spread"], ["scaled"]),
-        ]
-    nodes += [
-        helper.make_node("Flatten", ["scaled" if standardised else "face"], ["flat"], axis=1),
-        helper.make_node("MatMul", ["flat", "weights"], ["logits" if softmax else "probabilities"]),
-    ]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
-    graph = helper.make_graph(
-        nodes,
-        "tiny_emotion",
-        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", side, side, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])],
-        initializer=[numpy_helper.from_array(weights, "weights")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    if labels is not None:
-        helper.set_model_props(model, {MetadataKey.LABELS: json.dumps(list(labels))})
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
 
 
 def truncated_real_model(path: Path) -> Path:

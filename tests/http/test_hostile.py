@@ -20,11 +20,9 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from deepfer.contract import LABELS, MetadataKey
+from tests.exchanges import error_code, raw_exchange
 from tests.hostile_inputs import (
     png_chunk,
     png_header_only,
@@ -33,14 +31,10 @@ from tests.hostile_inputs import (
     webp_vp8x_canvas,
 )
 from tests.imaging import DATA, encode, read
+from tests.onnx_models import classifier_failing_on_white
 from tests.servers import deepfer_serve, free_port, wait_ready
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()
-
-
-def error_code(response: httpx.Response) -> str:
-    code: str = response.json()["error"]["code"]
-    return code
 
 
 # 1. The size checked is the size decoded.
@@ -151,36 +145,6 @@ def test_a_full_service_refuses_before_the_body_is_sent(live_server: Callable[..
 # 4. A classifier run that raises ONNX Runtime's own exception.
 
 
-def classifier_failing_on_white(path: Path) -> Path:
-    """A contract-keeping 2304 -> 7 softmax model whose run raises onnxruntime's InvalidArgument (a Gather out of
-    range) when every pixel of the batch is 255, and answers normally otherwise (the load probe and warm-up)."""
-    weights = np.random.default_rng(0).normal(0.0, 0.01, (48 * 48, len(LABELS))).astype(np.float32)
-    nodes = [
-        helper.make_node("ReduceMin", ["face"], ["darkest"], keepdims=0),
-        helper.make_node("Equal", ["darkest", "white"], ["all_white"]),
-        helper.make_node("Cast", ["all_white"], ["flag"], to=TensorProto.INT64),
-        helper.make_node("Mul", ["flag", "far"], ["index"]),
-        helper.make_node("Gather", ["one", "index"], ["scale"]),  # index 1000 of a 1-element tensor: raises
-        helper.make_node("Flatten", ["face"], ["flat"], axis=1),
-        helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["softmax"], axis=1),
-        helper.make_node("Mul", ["softmax", "scale"], ["probabilities"]),
-    ]
-    constants = {"weights": weights, "white": np.float32(255), "far": np.int64(1000), "one": np.ones(1, np.float32)}
-    graph = helper.make_graph(
-        nodes,
-        "failing_on_white",
-        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["N", 48, 48, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])],
-        initializer=[numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    helper.set_model_props(model, {MetadataKey.LABELS: json.dumps(list(LABELS))})
-    onnx.save(model, path)
-    return path
-
-
 def test_an_onnx_runtime_error_fails_only_its_batch(
     live_server: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -243,21 +207,6 @@ CONNECTION_LIMITS = {"max_header_bytes": 4096, "header_timeout_s": 1.0, "max_con
 def limited_url(live_server: Callable[..., Any]) -> Iterator[str]:
     with live_server(**CONNECTION_LIMITS) as url:
         yield url
-
-
-def raw_exchange(url: str, chunks: Iterator[bytes], timeout_s: float = 10.0) -> bytes:
-    """Send chunks on one raw connection (stopping if the server closes it), then read everything it answers."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout_s) as raw:
-        try:
-            for chunk in chunks:
-                raw.sendall(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = b""
-        while data := raw.recv(65536):
-            answer += data
-        return answer
 
 
 def test_a_header_over_max_header_bytes_is_431(limited_url: str) -> None:

@@ -21,8 +21,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.exchanges import error_code, raw_exchange
 from tests.hostile_inputs import many_parts_multipart, png_idat_bomb
-from tests.http.test_hostile import error_code, raw_exchange
 from tests.imaging import DATA
 from tests.servers import deepfer_serve, free_port, run_server, server_settings, wait_ready
 

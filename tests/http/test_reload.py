@@ -25,8 +25,8 @@ import pytest
 
 from deepfer.settings import MODELS_DIR
 from tests.deploy.helpers import running_replicas, wait_until
-from tests.http.test_faults import tiny_classifier
 from tests.imaging import DATA
+from tests.onnx_models import tiny_classifier
 from tests.servers import REPO
 
 SCENE = (DATA / "scenes" / "scene_0000.jpg").read_bytes()
