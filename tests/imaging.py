@@ -19,6 +19,17 @@ def read(name: str) -> NDArray[np.uint8]:
     return image
 
 
+def committed_faces() -> NDArray[np.uint8]:
+    """The committed real faces (``tests/data/faces/test``, one folder per label) as N x 48 x 48 uint8."""
+    paths = sorted((DATA / "faces" / "test").glob("*/*.jpg"))
+    return np.stack([cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in paths])
+
+
+def face_batch() -> NDArray[np.float32]:
+    """The committed faces as a classifier takes them: N x 48 x 48 x 1 float32, 0..255."""
+    return committed_faces()[..., np.newaxis].astype(np.float32)
+
+
 def encode(image: NDArray[np.generic], extension: str) -> bytes:
     ok, buffer = cv2.imencode(extension, image)
     assert ok, extension

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 
 from deepfer.cli import main
-from tests.http.test_demo_browser import CHROMIUM, CHROMIUM_FLAGS, sync_api
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, sync_api
 from tests.imaging import DATA
 
 FRAMES, FPS = 20, 10

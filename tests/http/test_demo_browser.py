@@ -10,7 +10,6 @@ Screenshots land in artifacts/browser/ for a human to look at.
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,32 +21,12 @@ import pytest
 from deepfer.contract import LABELS
 from deepfer.server.demo import CONTENT_SECURITY_POLICY, demo_content_security_policy
 from deepfer.server.docs import REDOC_CONTENT_SECURITY_POLICY
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, sync_api
 from tests.imaging import DATA
 from tests.servers import run_server, server_settings
 
-CHROMIUM = Path(os.environ.get("DEEPFER_CHROMIUM", "/usr/bin/chromium"))
-if not CHROMIUM.is_file():
-    pytest.skip(
-        f"Chromium not found at {CHROMIUM}: run tests/ci-browser-deps.sh (or set DEEPFER_CHROMIUM)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
-
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 
-# Flags this machine needs: no sandbox as root, no GPU, and no background traffic to Google's hosts, which the
-# closed network refuses. The fake-media flags give getUserMedia a camera playing our clip without a prompt.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
 # Committed public scenes with three faces each, so a mix-up between faces would show.
 SCENES = DATA / "scenes"
 UPLOAD_SCENE = SCENES / "scene_0000.jpg"

@@ -13,7 +13,7 @@ from deepfer.contract import LABELS, MetadataKey
 from export.ensemble import averaged_graph, member_accuracies, member_summary, shared_split, with_metadata
 from export.faces import ExportError
 from export.verify import onnx_answers
-from tests.unit.test_model_recipe import batch
+from tests.imaging import face_batch
 from training.calibration import apply_temperature
 
 MODELS = Path(__file__).resolve().parents[2] / "service" / "deepfer" / "models"
@@ -25,7 +25,7 @@ def members() -> list[onnx.ModelProto]:
 
 
 def test_the_graph_is_the_tempered_mean_of_its_members(members: list[onnx.ModelProto]) -> None:
-    faces = batch()
+    faces = face_batch()
     answers = [onnx_answers(m.SerializeToString(), faces) for m in members]
     ensemble = with_metadata(averaged_graph(members, temperature=1.7), {MetadataKey.LABELS: json.dumps(LABELS)})
     got = onnx_answers(ensemble.SerializeToString(), faces)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from tests.imaging import committed_faces, face_batch
 from training.calibration import (
     OBJECTIVES,
     Objective,
@@ -20,13 +19,6 @@ from training.calibration import (
 )
 from training.conditions import CONDITIONS, apply_condition
 
-FACES = Path(__file__).resolve().parents[1] / "data" / "faces" / "test"
-
-
-def committed_faces() -> np.ndarray:
-    """The committed real faces as N x 48 x 48 uint8."""
-    return np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(FACES.glob("*/*.jpg"))])
-
 
 @pytest.fixture(scope="module")
 def augment() -> type:
@@ -37,19 +29,15 @@ def augment() -> type:
     return FaceAugment
 
 
-def batch() -> np.ndarray:
-    return committed_faces()[..., np.newaxis].astype(np.float32)
-
-
 def test_inference_is_the_exact_centre_crop(augment: type) -> None:
-    faces = batch()
+    faces = face_batch()
     out = np.asarray(augment(40)(faces, training=False))
     np.testing.assert_array_equal(out, faces[:, 4:44, 4:44])
 
 
 def test_without_rotation_and_scale_a_training_crop_is_not_resampled(augment: type) -> None:
     """Every output is exactly one of the 9x9 integer crops of the face or its mirror: no interpolation."""
-    faces = batch()
+    faces = face_batch()
     layer = augment(40, seed=5, affine_p=0.0, photometric_p=0.0, blur_p=0.0, noise_p=0.0, erase_p=0.0)
     out = np.asarray(layer(faces, training=True))[..., 0]
     for got, face in zip(out, faces[..., 0], strict=True):
@@ -58,7 +46,7 @@ def test_without_rotation_and_scale_a_training_crop_is_not_resampled(augment: ty
 
 
 def test_blur_is_opencvs_gaussian(augment: type) -> None:
-    faces = batch()[:, :40, :40]
+    faces = face_batch()[:, :40, :40]
     layer, twin = augment(40, seed=3, blur_p=1.0), augment(40, seed=3, blur_p=1.0)
     sigma = float(twin._uniform((), 0.5, 1.3))  # the twin draws the same sigma from the same seed
     got = np.asarray(layer._blur(faces, len(faces)))[..., 0]
@@ -74,10 +62,10 @@ def test_erasing_covers_2_to_25_percent_of_a_crop(augment: type) -> None:
 
 
 def test_training_output_stays_in_the_contracts_range(augment: type) -> None:
-    out = np.asarray(augment(40, seed=1)(batch(), training=True))
-    assert out.shape == (len(batch()), 40, 40, 1)
+    out = np.asarray(augment(40, seed=1)(face_batch(), training=True))
+    assert out.shape == (len(face_batch()), 40, 40, 1)
     assert out.min() >= 0.0 and out.max() <= 255.0
-    assert not np.array_equal(out, batch()[:, 4:44, 4:44])
+    assert not np.array_equal(out, face_batch()[:, 4:44, 4:44])
 
 
 def batches_of(faces: np.ndarray, *, training: bool, jpeg_p: float) -> object:
