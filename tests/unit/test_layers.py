@@ -11,6 +11,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -145,14 +146,36 @@ def test_no_import_circle() -> None:
         visit(module, ())
 
 
+def _imported_names(path: Path) -> Iterator[str]:
+    """Every module name a file imports, and for ``from a import b`` also ``a.b`` (``b`` may be a module)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
 def test_tests_never_import_the_benchmarks() -> None:
     """Benchmarks may reuse the tests' inputs (tests/hostile_inputs.py, tests/scenes.py, tests/tracking_clip.py);
     a test runs a benchmark only as a user does, as a command, so a script's changes cannot break a test's imports."""
-    offenders = []
-    for path in sorted((REPO / "tests").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names if name.split(".")[0] == "bench"]
+    offenders = [
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sorted((REPO / "tests").rglob("*.py"))
+        for name in _imported_names(path)
+        if name.split(".")[0] == "bench"
+    ]
+    assert not offenders, offenders
+
+
+def test_no_module_imports_a_test_module() -> None:
+    """What tests share lives in helper modules beside them (tests/servers.py, tests/onnx_models.py, ...): importing
+    a test module runs its module-level set-up and skips, and ties one test file's edits to another's imports."""
+    offenders = [
+        f"{path.relative_to(REPO)}: {name}"
+        for folder in ("tests", "bench")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for name in _imported_names(path)
+        if name.startswith("tests.") and name.split(".")[-1].startswith("test_")
+    ]
     assert not offenders, offenders
