@@ -10,7 +10,14 @@ import onnx
 import pytest
 
 from deepfer.contract import LABELS, MetadataKey
-from export.ensemble import averaged_graph, member_accuracies, member_summary, shared_split, with_metadata
+from export.ensemble import (
+    averaged_graph,
+    ensemble_metadata,
+    member_accuracies,
+    member_summary,
+    shared_split,
+    with_metadata,
+)
 from export.faces import ExportError
 from export.verify import onnx_answers
 from tests.imaging import face_batch
@@ -51,12 +58,68 @@ def test_a_member_with_another_validation_split_is_refused(members: list[onnx.Mo
         shared_split(summaries)
 
 
-def test_the_members_metadata_is_kept(members: list[onnx.ModelProto]) -> None:
-    summary = member_summary(members[0], MODELS / "emotion.onnx")
-    metadata = {e.key: e.value for e in members[0].metadata_props}
-    assert summary["version"] == metadata[MetadataKey.VERSION]
-    assert summary["command"] == metadata[MetadataKey.COMMAND]
-    assert summary["config"] == json.loads(metadata[MetadataKey.CONFIG])
+def retrained(member: onnx.ModelProto, **changes: str) -> onnx.ModelProto:
+    """A copy of ``member`` whose metadata says it is another run: so a member's record mixed up with another's
+    shows (the two committed members are one run, float32 and int8, with the same version, command and config)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(member)
+    for entry in copy.metadata_props:
+        entry.value = changes.get(entry.key, entry.value)
+    return copy
+
+
+def test_the_ensemble_file_records_each_member_and_the_split_it_was_chosen_on(
+    members: list[onnx.ModelProto],
+) -> None:
+    """``ensemble_members`` lists every member in order with its own version, command, config, epochs, data hash,
+    temperature, test-time settings and metrics (what /model and docs/model.md show); ``training_config`` records
+    the members' shared validation split, which evaluation rebuilds from it (``training.data.validation_faces``)."""
+    first = {e.key: e.value for e in members[0].metadata_props}
+    config = {**json.loads(first[MetadataKey.CONFIG]), "seed": 5, "dropout": 0.3}  # another run, the same split
+    command = first[MetadataKey.COMMAND].replace("--seed 4", "--seed 5")
+    other = retrained(
+        members[1], **{MetadataKey.VERSION: "m5", MetadataKey.COMMAND: command, MetadataKey.CONFIG: json.dumps(config)}
+    )
+    protos, files = [members[0], other], [Path("m4.onnx"), Path("m5.onnx")]
+    summaries = [member_summary(proto, file) for proto, file in zip(protos, files, strict=True)]
+    metadata = ensemble_metadata(
+        summaries, shared_split(summaries), 0.8, name="ensemble", version="e0", calibrated_for="ece"
+    )
+    stored_file = with_metadata(averaged_graph(protos, temperature=0.8), metadata).SerializeToString()
+    stored = {e.key: e.value for e in onnx.load_from_string(stored_file).metadata_props}
+
+    expected = []
+    for proto, file in zip(protos, files, strict=True):
+        own = {e.key: e.value for e in proto.metadata_props}
+        expected.append(
+            {
+                "file": file.name,
+                "version": own[MetadataKey.VERSION],
+                "command": own[MetadataKey.COMMAND],
+                "config": json.loads(own[MetadataKey.CONFIG]),
+                "epochs_trained": own[MetadataKey.EPOCHS],
+                "data_sha256": own[MetadataKey.DATA_SHA256],
+                "temperature": own[MetadataKey.TEMPERATURE],
+                "test_time": {key: own[key] for key in (MetadataKey.TTA, MetadataKey.SMOOTHING, MetadataKey.CROP)},
+                "metrics": json.loads(own[MetadataKey.METRICS]),
+            }
+        )
+    assert json.loads(stored[MetadataKey.MEMBERS]) == expected
+    assert [member["config"]["seed"] for member in expected] == [4, 5]  # the two records really differ
+
+    recorded = json.loads(stored[MetadataKey.CONFIG])
+    assert recorded == {
+        "ensemble": "mean of the members' probabilities, then one temperature",
+        "temperature_minimises": "ece",
+        "seed": 1337,  # evaluation tools read "seed" where a record has no "split_seed"
+        "split_seed": 1337,
+        "val_fraction": config["val_fraction"],
+        "limit_per_class": config["limit_per_class"],
+    }
+    assert stored[MetadataKey.SEED] == "1337"
+    assert stored[MetadataKey.DATA_SHA256] == first[MetadataKey.DATA_SHA256]
+    assert stored[MetadataKey.TEMPERATURE] == "0.8"
+    assert stored[MetadataKey.LABELS] == json.dumps(list(LABELS))
 
 
 def test_members_with_the_same_file_name_keep_their_own_accuracy() -> None:
