@@ -2,19 +2,31 @@
 
 ``server_url`` is the session's main server; ``live_server`` starts extra servers with other settings (API keys,
 tiny limits) for the tests that need them. The helpers behind them are ``tests.servers``.
+
+Property tests (Hypothesis: the decoder, header and Schemathesis fuzzers) draw the same examples on every run, so
+CI goes red only on a change, never on a case it happened to draw for the first time, nor stays green by luck.
+``DEEPFER_FUZZ_EXPLORE=1`` draws new examples each run instead, to look for bugs these miss; pytest's
+``--hypothesis-seed=N`` then replays one such draw.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from tests.servers import DATA, SHARED, run_server, server_settings
+
+# Loaded here, before any test module builds its own ``settings(...)`` on top of the default profile.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("DEEPFER_FUZZ_EXPLORE", "") not in ("", "0") else "repeatable")
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,9 @@ test sees exactly what a client generator would. Each operation is fuzzed with s
 schema-breaking ("negative") requests, 25 examples each, no deadline and no example database, so the whole file
 runs in well under a minute on a loaded 2-core machine.
 
-The examples are the same on every run (Hypothesis' ``derandomize``: seeded from the test's own source), so CI
-goes red only on a change, never on a case it happened to draw for the first time, nor stays green by luck.
-``DEEPFER_FUZZ_EXPLORE=1`` draws new examples each run instead, to look for bugs these ones miss; add pytest's
-``--hypothesis-seed=N`` to replay one such draw. A failure prints a ``curl`` command that reproduces it; a case
-worth keeping belongs in ``tests/http/test_bad_input.py``'s corpus.
+The examples are the same on every run unless ``DEEPFER_FUZZ_EXPLORE=1`` (``tests/conftest.py``'s Hypothesis
+profiles). A failure prints a ``curl`` command that reproduces it; a case worth keeping belongs in
+``tests/http/test_bad_input.py``'s corpus.
 
 Why not ``@schema.parametrize()`` with ``schemathesis.pytest.from_fixture``: its lazy loader reads
 ``Function._nodeid``, which pytest 9.2 no longer has. Driving hypothesis from ``APIOperation.as_strategy`` is
@@ -27,7 +25,6 @@ also counts 413 as a rejection (too many form fields).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -85,15 +82,7 @@ def cases(operations: list[tuple[str, str]]) -> list[Any]:
 
 
 EXAMPLES_PER_MODE = 25
-# The same examples every run unless a developer asks for new ones (see the module docstring).
-EXPLORE = os.environ.get("DEEPFER_FUZZ_EXPLORE", "") not in ("", "0")
-FUZZ = settings(
-    max_examples=EXAMPLES_PER_MODE,
-    deadline=None,
-    database=None,
-    derandomize=not EXPLORE,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 @pytest.fixture(scope="module")
