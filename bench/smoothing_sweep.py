@@ -1,8 +1,8 @@
 """Validation accuracy by the strength of the test-time smoothing: the calibration behind
 ``export.smoothing.SMOOTHING_SIGMA``.
 
-    python -m export --model runs/v3/best.keras --out /tmp/v3-raw.onnx --smoothing-sigma 0
-    python -m bench.smoothing_sweep --model /tmp/v3-raw.onnx --data ../shared/data/fer2013.zip
+    python -m export --model ~/.cache/deepfer/runs/m4/best.keras --out /tmp/m4-raw.onnx --smoothing-sigma 0
+    python -m bench.smoothing_sweep --model /tmp/m4-raw.onnx --data ../shared/data/fer2013.zip
 
 The model must be exported without smoothing (its metadata says so); this script then smooths the validation
 faces (the part of ``train/`` its training held out, rebuilt from the model's metadata as ``training.evaluate

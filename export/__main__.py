@@ -16,6 +16,7 @@ import numpy as np
 from export.faces import ExportError, on_local_data, record_faces
 from export.files import save_keras_copy, write_model
 from export.metadata import build_metadata, run_record
+from export.smoothing import SMOOTHING_SIGMA
 from export.verify import onnx_answers
 
 PARITY_TOLERANCE = 1e-4
@@ -31,8 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--smoothing-sigma",
         type=float,
-        default=None,
-        help="Gaussian smoothing of the face in the graph (default export.smoothing.SMOOTHING_SIGMA; 0 = none)",
+        default=SMOOTHING_SIGMA,
+        help="sigma of a 3x3 Gaussian smoothing of the face in the graph (default %(default)g: none, as for m4; "
+        "0.6 reproduces v3.1-v3.2; why: export/smoothing.py)",
     )
     parser.add_argument(
         "--int8",
@@ -69,7 +71,6 @@ def parity(answers: np.ndarray, classify: Any, faces: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from export.convert import float32_copy, served_function, to_onnx
-    from export.smoothing import SMOOTHING_SIGMA
     from training.model import load_network
 
     # Parity is checked against this float32 copy: a mixed_bfloat16 checkpoint's own outputs differ from any
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     # the Keras copy, doubling the file for nothing (fine-tuning builds its own optimizer).
     model = float32_copy(load_network(args.model, compile=False))
     tta = not args.no_tta
-    sigma = SMOOTHING_SIGMA if args.smoothing_sigma is None else args.smoothing_sigma
     temperature = json.loads(args.calibration.read_text())["temperature"] if args.calibration else 1.0
-    classify = served_function(model, smoothing_sigma=sigma, test_time_augmentation=tta, temperature=temperature)
+    classify = served_function(
+        model, smoothing_sigma=args.smoothing_sigma, test_time_augmentation=tta, temperature=temperature
+    )
     proto = to_onnx(classify)
     record = run_record(args.model)
     if args.data is not None:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         version=version,
         test_time_augmentation=tta,
-        smoothing_sigma=sigma,
+        smoothing_sigma=args.smoothing_sigma,
         temperature=temperature,
         metrics=metrics,
     )

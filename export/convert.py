@@ -6,8 +6,9 @@ rebuilt in float32 first: ONNX Runtime's CPU kernels for bfloat16 convolutions a
 contract promises float32 in and out.
 
 The graph also holds what the network needs around it at inference, so every consumer of the file gets it:
-a light Gaussian smoothing of the face (``export.smoothing``), the average of the face and its mirror image,
-and the calibration temperature. The centre crop is the network's own first layer (``training.augment``).
+a light Gaussian smoothing of the face where the export asks for one (``export.smoothing``; none by default),
+the average of the face and its mirror image, and the calibration temperature. The centre crop is the network's
+own first layer (``training.augment``).
 """
 
 from __future__ import annotations

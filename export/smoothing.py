@@ -1,9 +1,16 @@
-"""The test-time smoothing the exported graph applies before the network, defined once (no TensorFlow here).
+"""The optional test-time smoothing the exported graph applies before the network, defined once (no TensorFlow).
 
-Training's rotation, zoom and shift augmentation resamples every training face bilinearly at sub-pixel offsets,
-a low-pass that the raw 48x48 faces seen at inference never get. Smoothing them as much closes that gap: on the
-validation split (``bench/smoothing_sweep.py``) sigma 0.6 is best for v3 and for the wider w3 network alike,
-+1.7 and +2.2 points over no smoothing; 0.4 and 0.8 gain about half as much.
+Off by default (``SMOOTHING_SIGMA`` 0): the training recipe (``training.augment``, by default and for m4 alike)
+leaves no sharpness gap for it to close. Its crops are integer shifts, not resampled, and only half of the faces
+are rotated and scaled, so the network learns from sharp faces too. Measured on the validation split with
+``bench/smoothing_sweep.py`` (2,872 faces, one face 0.035 points), sigma 0 / 0.4 / 0.6 / 0.8 give m4, the served
+network, 69.9 / 69.6 / 69.2 / 68.7%; m3 and m5 (m4's recipe on 40 px crops) gain at most 6 faces at 0.4 and lose
+up to 0.7 points at 0.6, and the default recipe's v5 stage 1 gave 65.9 / 65.8 / 64.6% at 0 / 0.4 / 0.6.
+
+History: v3 and w3 trained on faces that rotation, zoom and shift augmentation all resampled bilinearly at
+sub-pixel offsets, a low-pass the raw faces at inference never got; for them sigma 0.6 was best on validation
+(+1.7 and +2.2 points over none), and it was the default from v3.1 to v3.2. Each file records its sigma in
+``test_time_smoothing`` (``gaussian_3x3_sigma_0.6`` or ``none``), and ``--smoothing-sigma`` reproduces either.
 
 ``export.convert`` builds the graph's convolution from ``smoothing_kernel``; ``smooth`` is the same operation in
 OpenCV, for sweeping sigma outside a graph and for checking the graph against.
@@ -15,7 +22,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-SMOOTHING_SIGMA = 0.6
+SMOOTHING_SIGMA = 0.0
 
 
 def smoothing_kernel(sigma: float) -> NDArray[np.float32]:

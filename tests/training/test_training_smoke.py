@@ -27,6 +27,7 @@ pytest.importorskip("tensorflow", reason="the training extra is not installed (p
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED_FACES = REPO / "tests" / "data" / "faces"
+V3_SMOOTHING_SIGMA = 0.6  # what v3.1 and v3.2 were exported with, the default then (export/smoothing.py)
 
 
 def run_command(command: list[str], env: dict[str, str] | None = None, timeout: int = 300) -> None:
@@ -128,15 +129,15 @@ def test_training_records_what_reproduces_the_run(trained: Path, dataset: Path) 
     assert (trained / "history.csv").read_text().startswith("epoch,")
 
 
-def assert_onnx_answers_as_keras(keras_model: Path, onnx_model: Path) -> None:
+def assert_onnx_answers_as_keras(keras_model: Path, onnx_model: Path, *, smoothing_sigma: float) -> None:
     """The exported graph gives the Keras model's probabilities on the committed real faces."""
     from export.convert import float32_copy
-    from export.smoothing import SMOOTHING_SIGMA, smooth
+    from export.smoothing import smooth
     from training.model import load_network
 
     faces = load_split(COMMITTED_FACES, "test").faces[..., np.newaxis].astype(np.float32)
-    # The graph smooths each face as OpenCV does (reflected borders), then averages it with its mirror image.
-    smoothed = smooth(faces, SMOOTHING_SIGMA)
+    # The graph smooths each face as OpenCV does (reflected borders), if at all, then averages it with its mirror.
+    smoothed = smooth(faces, smoothing_sigma)
     model = float32_copy(load_network(keras_model))
     expected = (model(smoothed, training=False).numpy() + model(smoothed[:, :, ::-1], training=False).numpy()) / 2
     session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
@@ -147,7 +148,7 @@ def assert_onnx_answers_as_keras(keras_model: Path, onnx_model: Path) -> None:
 
 
 def test_export_parity_with_keras_on_real_faces(trained: Path, exported: Path) -> None:
-    assert_onnx_answers_as_keras(trained / "best.keras", exported)
+    assert_onnx_answers_as_keras(trained / "best.keras", exported, smoothing_sigma=0)
 
 
 # The lent GPU machine has JAX and no TensorFlow: every Python the script starts gets this, so here too importing
@@ -198,7 +199,7 @@ def test_the_gpu_path_trains_under_jax_without_tensorflow_then_exports_on_the_cp
     onnx_path = tmp_path / "emotion.onnx"
     export = ("export", "--model", run / "averaged.keras", "--out", onnx_path, "--version", "jax-smoke")
     run_module(*export, "--data", dataset, "--int8", tmp_path / "emotion-int8.onnx")
-    assert_onnx_answers_as_keras(run / "averaged.keras", onnx_path)
+    assert_onnx_answers_as_keras(run / "averaged.keras", onnx_path, smoothing_sigma=0)
     # The file names the local zip, so the validation split is rebuilt here from the faces it held out there.
     evaluate(onnx_path, dataset, tmp_path / "report", "--split", "validation")
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["count"] > 0
@@ -215,7 +216,7 @@ def test_export_contract_and_metadata_round_trip(trained: Path, exported: Path) 
     assert json.loads(metadata[MetadataKey.LABELS]) == list(LABELS)
     assert metadata[MetadataKey.VERSION] == "smoke-test"
     assert metadata[MetadataKey.TTA] == "horizontal_flip_mean"
-    assert metadata[MetadataKey.SMOOTHING] == "gaussian_3x3_sigma_0.6"
+    assert metadata[MetadataKey.SMOOTHING] == "none"  # the default since m4 (export/smoothing.py)
     assert metadata[MetadataKey.DATA_SHA256] == record["data"]["sha256"]
     assert metadata[MetadataKey.COMMAND] == record["command"]
     assert json.loads(metadata[MetadataKey.METRICS]) == record["metrics"]
@@ -279,28 +280,30 @@ def test_evaluate_on_validation_scores_exactly_the_faces_training_held_out(
 def test_smoothing_sweep_matches_the_in_graph_smoothing(
     tmp_path: Path, trained: Path, exported: Path, dataset: Path
 ) -> None:
-    """The sweep smooths with OpenCV outside a graph exported without smoothing; at the shipped sigma it must
-    score the validation faces as the shipped graph itself does, and it must refuse an already smoothed graph."""
-    from export.smoothing import SMOOTHING_SIGMA
-
-    raw = tmp_path / "raw.onnx"
-    run_module("export", "--model", trained / "best.keras", "--out", raw, "--smoothing-sigma", "0")
-    assert ort.InferenceSession(raw).get_modelmeta().custom_metadata_map[MetadataKey.SMOOTHING] == "none"
+    """A file exported with ``--smoothing-sigma`` smooths in its graph as OpenCV does and records it; the sweep,
+    smoothing with OpenCV outside the default (unsmoothed) graph, scores the validation faces at that sigma as the
+    smoothed graph itself does, and it refuses an already smoothed graph."""
+    smoothed = tmp_path / "smoothed.onnx"
+    sigma = str(V3_SMOOTHING_SIGMA)
+    run_module("export", "--model", trained / "best.keras", "--out", smoothed, "--smoothing-sigma", sigma)
+    metadata = ort.InferenceSession(smoothed).get_modelmeta().custom_metadata_map
+    assert metadata[MetadataKey.SMOOTHING] == f"gaussian_3x3_sigma_{sigma}"
+    assert_onnx_answers_as_keras(trained / "best.keras", smoothed, smoothing_sigma=V3_SMOOTHING_SIGMA)
     sweep = tmp_path / "sweep.json"
-    command = [sys.executable, "-m", "bench.smoothing_sweep", "--model", raw, "--data", dataset, "--out", sweep]
-    run = subprocess.run([*map(str, command), "--sigmas", "0", str(SMOOTHING_SIGMA)], cwd=REPO, check=False)
+    command = [sys.executable, "-m", "bench.smoothing_sweep", "--model", exported, "--data", dataset, "--out", sweep]
+    run = subprocess.run([*map(str, command), "--sigmas", "0", sigma], cwd=REPO, check=False)
     assert run.returncode == 0
     rows = json.loads(sweep.read_text())["rows"]
-    assert [row["sigma"] for row in rows] == [0, SMOOTHING_SIGMA]
+    assert [row["sigma"] for row in rows] == [0, V3_SMOOTHING_SIGMA]
 
     evaluated = tmp_path / "validation"
-    evaluate(exported, dataset, evaluated, "--split", "validation")
+    evaluate(smoothed, dataset, evaluated, "--split", "validation")
     report = json.loads((evaluated / "metrics.json").read_text())
     # Same faces, same smoothing, same network: at most a borderline face may tip on float rounding.
     assert abs(rows[1]["accuracy"] - report["accuracy"]) <= 1 / report["count"]
 
     refused = subprocess.run(
-        [sys.executable, "-m", "bench.smoothing_sweep", "--model", str(exported), "--data", str(dataset)],
+        [sys.executable, "-m", "bench.smoothing_sweep", "--model", str(smoothed), "--data", str(dataset)],
         cwd=REPO,
         capture_output=True,
         text=True,
