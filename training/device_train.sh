@@ -3,7 +3,7 @@
 # JAX and no TensorFlow), and return the run folder through $OUT; export and evaluation stay on this machine.
 # Prepared here with `python -m training.carry --data ../shared/data/fer2013.zip`, then one device call:
 #
-#   run(command="bash training/device_train.sh --epochs 250 --lr 0.03", carry=[".carry"], timeout_s=540)
+#   run(command="bash training/device_train.sh --epochs 250", carry=[".carry"], timeout_s=540)
 #
 # Options after the script name go to `python -m training.train`. The run's epochs are averaged there
 # (`training.average`) and then dropped, with the resumable backup, so what comes back stays small.

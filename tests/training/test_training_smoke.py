@@ -451,6 +451,22 @@ def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, data
     assert local["trained_on"] == record["data"]
 
 
+def test_a_run_without_flags_trains_the_served_networks_recipe() -> None:
+    """The defaults are the recipe of the file the service runs by default (its own metadata says which), so the
+    README's plain ``training.train`` command trains that network; only the seed, and bfloat16 (asked for where
+    the CPU has it), may differ. A 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
+    from training.train import parse_args
+
+    served = ort.InferenceSession(str(REPO / "service" / "deepfer" / "models" / "emotion-int8.onnx"))
+    recipe = json.loads(served.get_modelmeta().custom_metadata_map[MetadataKey.CONFIG])
+    _, config = parse_args(["--data", "fer2013.zip", "--out", "runs/x"])
+    defaults = json.loads(config.to_json())
+    differing = {name for name in recipe if recipe[name] != defaults[name]}
+    assert differing <= {"seed", "mixed_precision"}, {name: (recipe[name], defaults[name]) for name in differing}
+    _, tune = parse_args(["--data", "mine", "--out", "runs/y", "--init", "emotion.keras", "--epochs", "10"])
+    assert (tune.warmup_epochs, tune.learning_rate) == (2, config.learning_rate / 10)
+
+
 def test_a_one_cycle_run_finishes_with_its_metrics_recorded(tmp_path: Path, dataset: Path) -> None:
     """The one-cycle schedule is a custom Keras object: scoring the best checkpoint must not need to rebuild it
     (a 40-epoch run ended in a deserialisation error after its last epoch, with no metrics in run.json)."""
