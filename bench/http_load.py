@@ -14,13 +14,18 @@ the machine's load average, because figures on a machine shared with a training 
 
 The load generator runs on the same cores as the service, so its own CPU per request is reported too: what it
 takes, the service cannot have. The service's own CPU (its process tree, /proc) per image answered is the figure
-that does not depend on the generator. ``--ceiling`` runs ``bench.ceiling``'s 2x1 layout first and gives each
-level's images/s as a share of it (``of ceil``) and its server CPU per image as a multiple of the ceiling's
-(``cpu x ceil``). ``idle`` is the machine's idle cores over the level: cores the service left unused although
-clients were waiting, the mark of a serial section such as the GIL. ``--runs N`` repeats the whole benchmark
-(ceiling, a fresh service, every level) N times in a row and ends with one line per run and level. ``--hog N``
-starts N processes that spin for the whole run (and are stopped with it), the "CPU taken by another tenant"
-case: throughput should fall in proportion to the cores left.
+that does not depend on the generator. ``--ceiling`` runs ``bench.ceiling``'s 2x1 layout before each level and
+after the last, with the service started and idle, and gives each level's images/s as a share of the mean of the
+two ceilings around it (``of ceil``) and its server CPU per image as a multiple of theirs (``cpu x ceil``). Why
+around each level: a shared VM's own speed drifts (2026-12-03: the ceiling moved from 340 to 249 images/s between
+two runs a minute apart), and a level compared with a ceiling taken before that drift reports the host's change as
+the service's overhead. ``drift`` is how far the two ceilings around a level differ, as a share of their mean; a
+level whose ceilings differ by more than ``--max-drift`` is marked, and its ratios are not evidence either way.
+``idle`` is the machine's idle cores over the level: cores the service left unused although clients were waiting,
+the mark of a serial section such as the GIL. ``--runs N`` repeats the whole benchmark (a fresh service, every
+level with its ceilings) N times in a row and ends with one line per run and level. ``--hog N`` starts N processes
+that spin through each level (not its ceilings), the "CPU taken by another tenant" case: throughput should fall in
+proportion to the cores left.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +129,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--generator", choices=("httpx", "wrk"), default="httpx", help="load generator (wrk: less CPU per request)"
     )
-    parser.add_argument("--ceiling", action="store_true", help="measure the no-HTTP 2x1 ceiling first")
+    parser.add_argument("--ceiling", action="store_true", help="measure the no-HTTP 2x1 ceiling around each level")
+    parser.add_argument(
+        "--max-drift", type=float, default=0.05, help="mark a level whose two ceilings differ by more (share of mean)"
+    )
     parser.add_argument("--hog", type=int, default=0, help="CPU-hog processes running beside the service")
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole benchmark this many times in a row")
     parser.add_argument("--tag", default="", help="label stored with the results")
@@ -255,19 +264,28 @@ def run_level_wrk(
 COLUMNS = ("clients", "requests", "errors", "img/s", "of ceil", "p50 ms", "p95 ms", "p99 ms", "cpu ms/img")
 
 
-def versus_ceiling(result: LevelResult, ceiling: CeilingResult | None) -> dict[str, float | None]:
-    """The two acceptance figures of a level: its images/s and its server CPU per image, each over the ceiling's."""
-    if ceiling is None:
-        return {"images_per_s_vs_ceiling": None, "server_cpu_vs_ceiling": None}
+Around = tuple[CeilingResult, CeilingResult] | None  # the ceilings measured just before and just after a level
+
+
+def versus_ceiling(result: LevelResult, around: Around) -> dict[str, float | None]:
+    """The two acceptance figures of a level, its images/s and its server CPU per image, each over the mean of the
+    ceilings around it, and how far those two differ (``ceiling_drift``)."""
+    if around is None:
+        return {"images_per_s_vs_ceiling": None, "server_cpu_vs_ceiling": None, "ceiling_drift": None}
+    before, after = around
+    images_per_s = (before.images_per_s + after.images_per_s) / 2
+    cpu_ms_per_image = (before.cpu_ms_per_image + after.cpu_ms_per_image) / 2
     cpu = result.server_cpu_ms_per_image
     return {
-        "images_per_s_vs_ceiling": round(result.images_per_s / ceiling.images_per_s, 3),
-        "server_cpu_vs_ceiling": round(cpu / ceiling.cpu_ms_per_image, 3) if cpu else None,
+        "images_per_s_vs_ceiling": round(result.images_per_s / images_per_s, 3),
+        "server_cpu_vs_ceiling": round(cpu / cpu_ms_per_image, 3) if cpu else None,
+        "ceiling_drift": round(abs(before.images_per_s - after.images_per_s) / images_per_s, 3),
     }
 
 
-def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
-    ratios = versus_ceiling(result, ceiling)
+def print_level(result: LevelResult, around: Around, max_drift: float) -> None:
+    ratios = versus_ceiling(result, around)
+    drift = ratios["ceiling_drift"]
     values = (
         result.clients,
         result.requests,
@@ -279,6 +297,7 @@ def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
         result.p99_ms,
         result.server_cpu_ms_per_image or "-",
         ratios["server_cpu_vs_ceiling"] or "-",
+        "-" if drift is None else f"{drift}{'!' if drift > max_drift else ''}",
         result.idle_cores,
         result.client_cpu_ms_per_request,
     )
@@ -286,48 +305,59 @@ def print_level(result: LevelResult, ceiling: CeilingResult | None) -> None:
 
 
 def run_once(args: argparse.Namespace, paths: list[Path], images: list[bytes]) -> dict[str, Any]:
-    """One whole benchmark: the ceiling (with ``--ceiling``), then a fresh service (unless ``--url``) at each level."""
-    ceiling = measure_ceiling(Layout(2, 1), images, args.duration_s) if args.ceiling else None
-    if ceiling:
-        print(f"no-HTTP ceiling 2x1: {ceiling.images_per_s} img/s, {ceiling.cpu_ms_per_image} ms CPU per image")
+    """One whole benchmark: a fresh service (unless ``--url``) at each level, with ``--ceiling`` a ceiling before the
+    first level and after each (the service idle meanwhile, outside any ``--hog``)."""
     process, url = service_target(args.url, args.workers)
+    ceilings: list[CeilingResult] = []
+
+    def ceiling() -> None:
+        ceilings.append(measure_ceiling(Layout(2, 1), images, args.duration_s))
+        print(f"no-HTTP ceiling 2x1: {ceilings[-1].images_per_s} img/s, {ceilings[-1].cpu_ms_per_image} ms CPU/image")
+
     try:
         model = httpx.get(f"{url}/model", timeout=10).json()
         load_before = os.getloadavg()
         print(f"{len(images)} scenes -> {url} (model {model.get('version')}), load average {load_before[0]:.1f}")
-        print(" ".join(f"{name:>10}" for name in (*COLUMNS, "cpu x ceil", "idle", "client ms")))
+        print(" ".join(f"{name:>10}" for name in (*COLUMNS, "cpu x ceil", "drift", "idle", "client ms")))
         levels = []
-        hog_seconds = len(args.clients) * (args.warmup_s + args.duration_s + 30)
-        with cpu_hogs(args.hog, hog_seconds):
-            for clients in args.clients:
+        if args.ceiling:
+            ceiling()
+        for clients in args.clients:
+            with cpu_hogs(args.hog, args.warmup_s + args.duration_s + 30):
                 pid = process.pid if process else None
                 if args.generator == "wrk":
                     levels.append(run_level_wrk(url, paths, clients, args, pid))
                 else:
                     levels.append(asyncio.run(run_level(url, images, clients, args, pid)))
-                print_level(levels[-1], ceiling)
+            if args.ceiling:
+                ceiling()  # after this level, before the next
+            print_level(levels[-1], (ceilings[-2], ceilings[-1]) if ceilings else None, args.max_drift)
     finally:
         if process is not None:
             process.terminate()
             process.wait(timeout=30)
+    # Level i ran between ceilings i and i + 1.
+    arounds: list[Around] = list(pairwise(ceilings)) if ceilings else [None] * len(levels)
     return {
         "load_average_at_start": load_before,
         "model_version": model.get("version"),
         "url": url,
-        "ceiling": asdict(ceiling) if ceiling else None,
-        "levels": [{**asdict(level), **versus_ceiling(level, ceiling)} for level in levels],
+        "ceilings": [asdict(measured) for measured in ceilings],
+        "levels": [
+            {**asdict(level), **versus_ceiling(level, around)} for level, around in zip(levels, arounds, strict=True)
+        ],
     }
 
 
 def print_summary(runs: list[dict[str, Any]]) -> None:
     """One line per run and level: the acceptance figures side by side, so the worst run is read, not the best."""
-    print("run  clients  img/s vs ceiling  server CPU vs ceiling  p99 ms  errors  idle cores")
+    print("run  clients  img/s vs ceiling  server CPU vs ceiling  ceiling drift  p99 ms  errors  idle cores")
     for number, run in enumerate(runs, 1):
         for level in run["levels"]:
             print(
                 f"{number:>3} {level['clients']:>8} {level['images_per_s_vs_ceiling'] or '-':>17}"
-                f" {level['server_cpu_vs_ceiling'] or '-':>22} {level['p99_ms']:>7} {level['errors']:>7}"
-                f" {level['idle_cores']:>11}"
+                f" {level['server_cpu_vs_ceiling'] or '-':>22} {level['ceiling_drift'] or '-':>14}"
+                f" {level['p99_ms']:>7} {level['errors']:>7} {level['idle_cores']:>11}"
             )
 
 
@@ -358,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration_s,
         "generator": args.generator,
         "cpu_hogs": args.hog,
+        "max_drift": args.max_drift,
         "runs": runs,
     }
     save("http_load", record, args.tag)
