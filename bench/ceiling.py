@@ -7,8 +7,8 @@ Each worker runs decode -> detect -> align -> classify (the faces of one image i
 round robin, with the models and settings a default ``deepfer serve`` loads. Workers start together after their
 warm-up and stop at the same deadline. ``PxT`` is P processes of T threads each: ``2x1`` is what two cores can do
 with nothing shared; ``1x2`` is what one process with two threads reaches (the GIL, OpenCV and ONNX Runtime
-hand-offs included). ``bench.http_load --ceiling`` runs the first layout beside the HTTP levels, so the ratio
-the service reaches is taken in one run under one machine state.
+hand-offs included). ``bench.http_load --ceiling`` runs the first layout around each of its HTTP levels, so the
+ratio the service reaches is taken against the machine's state just before and just after it.
 
 Printed and saved as JSON under bench/results/.
 """

@@ -2,8 +2,8 @@
 
     python -m bench.http_load                       # starts `deepfer serve` on a free 127.0.0.1 port
     python -m bench.http_load --url http://127.0.0.1:8000 --duration-s 20
-    python -m bench.http_load --ceiling              # and the no-HTTP 2-process ceiling, in the same run
-    python -m bench.http_load --hog 1                # with one core taken by a CPU hog, bounded by the run
+    python -m bench.http_load --ceiling              # and the no-HTTP 2-process ceiling around each level
+    python -m bench.http_load --hog 1                # with one core taken by a CPU hog during each level
     python -m bench.http_load --generator wrk        # load from wrk (C) instead of httpx: less CPU taken
     python -m bench.http_load --generator wrk --ceiling --clients 16 64 --runs 5   # the acceptance run (#28)
 
@@ -22,10 +22,10 @@ two runs a minute apart), and a level compared with a ceiling taken before that 
 the service's overhead. ``drift`` is how far the two ceilings around a level differ, as a share of their mean; a
 level whose ceilings differ by more than ``--max-drift`` is marked, and its ratios are not evidence either way.
 ``idle`` is the machine's idle cores over the level: cores the service left unused although clients were waiting,
-the mark of a serial section such as the GIL. ``--runs N`` repeats the whole benchmark (a fresh service, every
-level with its ceilings) N times in a row and ends with one line per run and level. ``--hog N`` starts N processes
-that spin through each level (not its ceilings), the "CPU taken by another tenant" case: throughput should fall in
-proportion to the cores left.
+the mark of a serial section such as the GIL. ``--runs N`` repeats the whole benchmark (a fresh service unless
+``--url``, every level with its ceilings) N times in a row and ends with one line per run and level. ``--hog N``
+starts N processes that spin through each level (not its ceilings), the "CPU taken by another tenant" case:
+throughput should fall in proportion to the cores left.
 """
 
 from __future__ import annotations
@@ -283,9 +283,13 @@ def versus_ceiling(result: LevelResult, around: Around) -> dict[str, float | Non
     }
 
 
+def drift_mark(drift: float | None, max_drift: float) -> str:
+    """A level's ceiling drift as printed: '-' without ceilings, '!' after it when past ``--max-drift``."""
+    return "-" if drift is None else f"{drift}{'!' if drift > max_drift else ''}"
+
+
 def print_level(result: LevelResult, around: Around, max_drift: float) -> None:
     ratios = versus_ceiling(result, around)
-    drift = ratios["ceiling_drift"]
     values = (
         result.clients,
         result.requests,
@@ -297,7 +301,7 @@ def print_level(result: LevelResult, around: Around, max_drift: float) -> None:
         result.p99_ms,
         result.server_cpu_ms_per_image or "-",
         ratios["server_cpu_vs_ceiling"] or "-",
-        "-" if drift is None else f"{drift}{'!' if drift > max_drift else ''}",
+        drift_mark(ratios["ceiling_drift"], max_drift),
         result.idle_cores,
         result.client_cpu_ms_per_request,
     )
@@ -311,6 +315,7 @@ def run_once(args: argparse.Namespace, paths: list[Path], images: list[bytes]) -
     ceilings: list[CeilingResult] = []
 
     def ceiling() -> None:
+        wait_until_idle(url)  # images wrk left in flight would share the cores with the ceiling
         ceilings.append(measure_ceiling(Layout(2, 1), images, args.duration_s))
         print(f"no-HTTP ceiling 2x1: {ceilings[-1].images_per_s} img/s, {ceilings[-1].cpu_ms_per_image} ms CPU/image")
 
@@ -323,7 +328,8 @@ def run_once(args: argparse.Namespace, paths: list[Path], images: list[bytes]) -
         if args.ceiling:
             ceiling()
         for clients in args.clients:
-            with cpu_hogs(args.hog, args.warmup_s + args.duration_s + 30):
+            # A bound, not the lifetime: the hogs are stopped when the level ends (wrk may wait 30 s for idle first).
+            with cpu_hogs(args.hog, args.warmup_s + args.duration_s + 120):
                 pid = process.pid if process else None
                 if args.generator == "wrk":
                     levels.append(run_level_wrk(url, paths, clients, args, pid))
@@ -349,14 +355,14 @@ def run_once(args: argparse.Namespace, paths: list[Path], images: list[bytes]) -
     }
 
 
-def print_summary(runs: list[dict[str, Any]]) -> None:
+def print_summary(runs: list[dict[str, Any]], max_drift: float) -> None:
     """One line per run and level: the acceptance figures side by side, so the worst run is read, not the best."""
     print("run  clients  img/s vs ceiling  server CPU vs ceiling  ceiling drift  p99 ms  errors  idle cores")
     for number, run in enumerate(runs, 1):
         for level in run["levels"]:
             print(
                 f"{number:>3} {level['clients']:>8} {level['images_per_s_vs_ceiling'] or '-':>17}"
-                f" {level['server_cpu_vs_ceiling'] or '-':>22} {level['ceiling_drift'] or '-':>14}"
+                f" {level['server_cpu_vs_ceiling'] or '-':>22} {drift_mark(level['ceiling_drift'], max_drift):>14}"
                 f" {level['p99_ms']:>7} {level['errors']:>7} {level['idle_cores']:>11}"
             )
 
@@ -375,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- run {number} of {args.runs}")
         runs.append(run_once(args, paths, images))
     if args.runs > 1:
-        print_summary(runs)
+        print_summary(runs, args.max_drift)
     record = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     classifier = EmotionClassifier(args.model, intra_op_threads=0)
     if (smoothing := classifier.model.metadata.get(MetadataKey.SMOOTHING, "none")) != "none":
-        raise SystemExit(f"{args.model} already smooths in its graph ({smoothing}); export with --smoothing-sigma 0")
+        raise SystemExit(f"{args.model} smooths in its graph ({smoothing}): export it without --smoothing-sigma")
     held, _ = validation_faces(args.model, args.data, classifier.model.metadata, sha256_of(args.data))
     faces = to_batch(held.faces)
     rows = []

@@ -5,8 +5,9 @@ tiny limits) for the tests that need them. The helpers behind them are ``tests.s
 
 Property tests (Hypothesis: the decoder, header and Schemathesis fuzzers) draw the same examples on every run, so
 CI goes red only on a change, never on a case it happened to draw for the first time, nor stays green by luck.
-``DEEPFER_FUZZ_EXPLORE=1`` draws new examples each run instead, to look for bugs these miss; pytest's
-``--hypothesis-seed=N`` then replays one such draw.
+``DEEPFER_FUZZ_EXPLORE=1`` draws new examples each run instead, to look for bugs these miss; to be able to replay
+such a draw, choose its seed up front: ``DEEPFER_FUZZ_EXPLORE=1 pytest --hypothesis-seed=N`` (the repeatable profile
+ignores a seed).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from hypothesis import settings
 
 from tests.servers import DATA, SHARED, run_server, server_settings
 
-# Loaded here, before any test module builds its own ``settings(...)`` on top of the default profile.
-settings.register_profile("repeatable", derandomize=True)
-settings.register_profile("explore", derandomize=False)
+# Loaded here, before any test module builds its own ``settings(...)`` on top of the default profile. No example
+# database: a failure is replayed from its seed, and nothing is written into the checkout.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, database=None)
 settings.load_profile("explore" if os.environ.get("DEEPFER_FUZZ_EXPLORE", "") not in ("", "0") else "repeatable")
 
 

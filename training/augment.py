@@ -4,11 +4,12 @@ Why a layer and not a tf.data step: the same code then runs on the CPU under Ten
 under JAX (which has no tf.data), and inference mode is just the centre crop, so the exported graph carries the
 test-time framing with it and nothing else.
 
-What it does, in the order a camera would: a random 40 px crop of the 48 px face (the published 72-73% networks
-all train on crops smaller than the face; an integer crop does not resample), a mirror, and only for half of the
-faces a small rotation and scale (the bilinear resampling that blurred every v3 training face); then exposure
-(gamma, contrast, brightness), defocus blur, sensor noise and random erasing (occlusion by hands, microphones,
-glasses). JPEG compression has no ``keras.ops`` form: ``training.batches`` applies it per image on the host.
+What it does, in the order a camera would: a random crop of the 48 px face (``TrainConfig.crop``: 44 px by default)
+(the published 72-73% networks all train on crops smaller than the face; an integer crop does not resample), a
+mirror, and only for half of the faces a small rotation and scale (the bilinear resampling that blurred every v3
+training face); then exposure (gamma, contrast, brightness), defocus blur, sensor noise and random erasing
+(occlusion by hands, microphones, glasses). JPEG compression has no ``keras.ops`` form: ``training.batches``
+applies it per image on the host.
 """
 
 from __future__ import annotations

@@ -44,16 +44,17 @@ class TrainConfig:
     # Share of training faces re-compressed as JPEG at quality 15-60 (webcams, call recordings).
     jpeg_p: float = 0.1
     # Shares of training faces given each of ``training.augment.FaceAugment``'s camera conditions. m4's light
-    # shares: the robust fine-tune's heavier ones (0.5 / 0.2 / 0.3 / 0.5, JPEG 0.25) underfit from scratch at lr
-    # 0.1 (m1, 2026-12-03: near 63% on validation after 60 epochs, training accuracy below it), while m4 at these
-    # lost at most 5.2 points under any camera condition of ``training.evaluate --conditions``.
+    # shares: the robust fine-tune's heavier ones (0.5 / 0.2 / 0.3 / 0.5, JPEG 0.25), stacked with L2 5e-4 and
+    # dropout 0.4, underfit from scratch at lr 0.1 (m1, 2026-12-03: near 63% on validation after 60 epochs,
+    # training accuracy below it; reports/lean-2026-12-03), while m4 at these lost at most 5.2 points under any
+    # camera condition of ``training.evaluate --conditions``.
     photometric_p: float = 0.3
     blur_p: float = 0.1
     noise_p: float = 0.15
     erase_p: float = 0.25
     val_fraction: float = 0.1
     class_weighting: ClassWeighting = "none"
-    # bfloat16 compute: faster only where the CPU has AVX-512 BF16 or AMX (m3-m7 used it); on an AVX2-only host
+    # bfloat16 compute: faster only where the CPU has AVX-512 BF16 or AMX (m1-m5 and s1 used it); on an AVX2-only host
     # it is slower than float32, so it is asked for, not assumed.
     mixed_precision: bool = False
     # Epochs without a better validation accuracy before stopping. The one-cycle schedule peaks at its end, so

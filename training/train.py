@@ -24,9 +24,10 @@ from training.batches import FaceBatches
 from training.config import ClassWeighting, Schedule, TrainConfig
 from training.data import FaceSet, has_split, load_split, sha256_of, stratified_split
 
+WARMUP_SHARE = 0.15  # of the epochs, when --warmup-epochs is not given (TrainConfig's 9 is this share of its 60)
 HELP = {
-    "learning_rate": "peak learning rate (default 0.1; 0.01 with --init)",
-    "warmup_epochs": "epochs of linear warm-up (default 15%% of --epochs)",
+    "learning_rate": f"peak learning rate (default {TrainConfig.learning_rate:g}; a tenth of it with --init)",
+    "warmup_epochs": f"epochs of linear warm-up (default {WARMUP_SHARE * 100:.0f}%% of --epochs)",
     "mixed_precision": "train in mixed_bfloat16 (faster with AVX-512 BF16 or AMX, slower on AVX2-only CPUs)",
     "limit_per_class": "use at most N faces per class (smoke runs)",
     "init": "fine-tune this .keras model as it is",
@@ -40,7 +41,6 @@ HELP = {
     "teacher_weight": "the teacher's share of each training target (default 0.7)",
 }
 FLAG_NAMES = {"learning_rate": "--lr"}
-WARMUP_SHARE = 0.15
 CHOICES = {"class_weighting": list(get_args(ClassWeighting)), "schedule": list(get_args(Schedule))}
 
 
@@ -82,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
 def class_weights(train: FaceSet, mode: str) -> dict[int, float] | None:
     """Per-class loss weights, normalised to a mean of 1 over the training faces.
 
-    "sqrt" (the default) softens the inverse frequency: full "balanced" weighting gives disgust (1.5% of the
-    faces) a 9x weight, which buys its recall with accuracy on every other class.
+    "none" is the default (m4's recipe). "sqrt" softens the inverse frequency: full "balanced" weighting gives
+    disgust (1.5% of the faces) a 9x weight, which buys its recall with accuracy on every other class.
     """
     if mode == "none":
         return None

@@ -453,7 +453,7 @@ def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, data
 
 def test_a_run_without_flags_trains_the_served_networks_recipe() -> None:
     """The defaults are the recipe of the file the service runs by default (its own metadata says which), so the
-    README's plain ``training.train`` command trains that network; only the seed, and bfloat16 (asked for where
+    plain ``training.train`` command of docs/model.md trains that network; only the seed, and bfloat16 (asked for where
     the CPU has it), may differ. A 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
     from training.train import parse_args
 

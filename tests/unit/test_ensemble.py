@@ -78,7 +78,14 @@ def test_the_ensemble_file_records_each_member_and_the_split_it_was_chosen_on(
     config = {**json.loads(first[MetadataKey.CONFIG]), "seed": 5, "dropout": 0.3}  # another run, the same split
     command = first[MetadataKey.COMMAND].replace("--seed 4", "--seed 5")
     other = retrained(
-        members[1], **{MetadataKey.VERSION: "m5", MetadataKey.COMMAND: command, MetadataKey.CONFIG: json.dumps(config)}
+        members[1],
+        **{
+            MetadataKey.VERSION: "m5",
+            MetadataKey.COMMAND: command,
+            MetadataKey.CONFIG: json.dumps(config),
+            MetadataKey.EPOCHS: "57",
+            MetadataKey.TEMPERATURE: "0.91",
+        },
     )
     protos, files = [members[0], other], [Path("m4.onnx"), Path("m5.onnx")]
     summaries = [member_summary(proto, file) for proto, file in zip(protos, files, strict=True)]
@@ -105,7 +112,10 @@ def test_the_ensemble_file_records_each_member_and_the_split_it_was_chosen_on(
             }
         )
     assert json.loads(stored[MetadataKey.MEMBERS]) == expected
-    assert [member["config"]["seed"] for member in expected] == [4, 5]  # the two records really differ
+    # the two records really differ, in every field a mix-up could copy
+    assert [member["config"]["seed"] for member in expected] == [4, 5]
+    assert expected[0]["epochs_trained"] != expected[1]["epochs_trained"]
+    assert expected[0]["temperature"] != expected[1]["temperature"]
 
     recorded = json.loads(stored[MetadataKey.CONFIG])
     assert recorded == {
