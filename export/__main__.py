@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # float32 graph by bf16 rounding (~1e-2), which would hide a real conversion error below it.
     # Uncompiled: clone_model recompiles a compiled model, and its optimizer's slots would then be saved into
     # the Keras copy, doubling the file for nothing (fine-tuning builds its own optimizer).
-    model = float32_copy(load_network(args.model, compile=False))
+    model = float32_copy(load_network(args.model))
     tta = not args.no_tta
     temperature = json.loads(args.calibration.read_text())["temperature"] if args.calibration else 1.0
     classify = served_function(

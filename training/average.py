@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = sorted((args.run / "epochs").glob("*.weights.h5"))
     if not epochs:
         raise SystemExit(f"{args.run}/epochs holds no weights: train with --keep-epochs")
-    model = load_network(args.run / "best.keras", compile=False)
+    model = load_network(args.run / "best.keras")
     scores: dict[str, float] = {"best.keras": served_accuracy(model, val)}
     candidates: dict[str, list[np.ndarray]] = {"best.keras": model.get_weights()}
     for last in sorted({k for k in args.last if 0 < k <= len(epochs)}):

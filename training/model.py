@@ -90,9 +90,13 @@ def freeze_early_blocks(model: keras.Model, blocks: int) -> None:
             layer.trainable = False
 
 
-def load_network(path: str | Path, *, compile: bool = True) -> keras.Model:
-    """``keras.models.load_model`` with this module imported, so the ``deepfer>FaceAugment`` layer resolves."""
-    return keras.models.load_model(path, compile=compile)
+def load_network(path: str | Path) -> keras.Model:
+    """``keras.models.load_model`` with this module imported, so the ``deepfer>FaceAugment`` layer resolves.
+
+    Never compiled: a loaded network is only run, or compiled afresh for a new schedule (``--init``), and a run's
+    one-cycle schedule is a closure of ``training.train`` that Keras cannot rebuild from a checkpoint (fine-tuning
+    from a one-cycle run's ``best.keras`` failed with "Could not locate class 'OneCycle'")."""
+    return keras.models.load_model(path, compile=False)
 
 
 def warm_start(model: keras.Model, source: str) -> list[str]:
@@ -102,7 +106,7 @@ def warm_start(model: keras.Model, source: str) -> list[str]:
     last committed weights instead of from zero, and an architecture change (a new crop size changes only the
     head's input) keeps every convolution it can.
     """
-    donor = {layer.name: layer for layer in load_network(source, compile=False).layers}
+    donor = {layer.name: layer for layer in load_network(source).layers}
     copied = []
     for layer in model.layers:
         match = donor.get(layer.name)

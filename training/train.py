@@ -220,7 +220,7 @@ def score_best(out: Path, splits: Splits) -> dict[str, float]:
     """Accuracy of the best checkpoint on validation and, for the record only, on the test split."""
     from training.model import load_network
 
-    best = load_network(out / "best.keras", compile=False)  # only predicts: no optimizer or schedule to rebuild
+    best = load_network(out / "best.keras")
     metrics = {}
     for name, faces in (("val", splits.val), ("test", splits.test)):
         if faces is None:
