@@ -229,6 +229,26 @@ DRAWN_TRACKS = f"""
 
 TRACKED = "() => (window.__stream.last?.faces ?? []).some((face) => face.track_id !== null)"
 
+# A camera that takes 0.8 s to open, as behind a permission prompt, and keeps every stream it hands out, so a
+# test can see whether any of them is left running.
+SLOW_CAMERA = """
+(() => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  window.__cameras = [];
+  window.__asked = 0;
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    window.__asked += 1;
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    const camera = await open(constraints);
+    window.__cameras.push(camera);
+    return camera;
+  };
+})();
+"""
+LIVE_TRACKS = """
+() => window.__cameras.flatMap((camera) => camera.getTracks()).filter((track) => track.readyState === "live").length
+"""
+
 
 def start_live(page: Any, url: str, *, rate: str = "5") -> Any:
     """Open the page, go to the Live tab with the keyboard, pick ``rate`` and start; returns the page's response."""
@@ -343,6 +363,38 @@ def test_live_mode_with_a_wrong_key_says_so_and_stops(
         assert_tracks_drawn_like_the_stream(page)
         page.get_by_role("button", name="Stop camera").click()
     console_errors[:] = [error for error in console_errors if "401" not in error]
+
+
+@pytest.mark.parametrize("second_action", ["the camera button again", "the Image tab"])
+def test_stopping_while_the_camera_opens_leaves_no_camera_running(
+    page: Any, server_url: str, second_action: str
+) -> None:
+    """Live mode stopped while the browser is still opening the camera (a second click during a permission
+    prompt, or the Image tab) ends stopped: the camera granted afterwards is closed at once, no stream opens, and
+    a new start still works. (The page used to open a second camera for the second click, and start the camera
+    behind the Image tab, leaving a camera running that no button stopped.)"""
+    page.add_init_script(SLOW_CAMERA)
+    start_live(page, server_url)
+    toggle = page.locator("#live-toggle")
+    page.wait_for_function("() => window.__asked === 1")
+    if second_action == "the Image tab":
+        page.get_by_role("tab", name="Image").click()
+    else:
+        toggle.click()
+    page.wait_for_function("() => window.__cameras.length >= 1", timeout=10_000)
+    page.wait_for_timeout(1000)  # past a second camera's opening, had one been asked for
+
+    assert page.evaluate(LIVE_TRACKS) == 0, f"{page.evaluate('window.__cameras.length')} camera(s) opened"
+    assert page.evaluate("window.__stream.opened") == 0
+    sync_api.expect(page.locator("#live-state")).to_have_text("stopped")
+    sync_api.expect(toggle).to_have_attribute("aria-pressed", "false")
+
+    page.get_by_role("tab", name="Live").click()
+    toggle.click()
+    wait_for_results(page, 3)
+    assert page.evaluate(LIVE_TRACKS) == 1
+    toggle.click()
+    assert page.evaluate(LIVE_TRACKS) == 0
 
 
 def test_api_key_field_unlocks_a_protected_service(

@@ -27,7 +27,9 @@ const FINAL_CLOSES = {
 // Close codes that come without a reason of their own (RFC 6455); the service's own codes carry one.
 const CLOSE_NAMES = { 1001: "going away", 1006: "connection lost", 1011: "server error", 1012: "service restart" };
 
-const live = { camera: null, running: false, socket: null, timer: 0, attempt: 0, doneAt: [] };
+// `opening` counts calls to getUserMedia, so that a camera granted after the user stopped (or restarted) live mode
+// is recognised as stale and closed at once.
+const live = { camera: null, running: false, opening: 0, socket: null, timer: 0, attempt: 0, doneAt: [] };
 const grabber = document.createElement("canvas");
 
 function setStreamState(state, message, isError = false) {
@@ -165,33 +167,57 @@ async function connectStream() {
   socket.addEventListener("close", (event) => onStreamClose(stream, event));
 }
 
+/** Live mode is on from the click, not from when the browser grants the camera: a permission prompt can take
+ * seconds, and a second click (or the image tab) in that time must stop it rather than open a second camera. */
 async function startLive() {
   if (!navigator.mediaDevices?.getUserMedia) {
     setStatus("This browser offers no camera access (it needs https or localhost).", true);
     return;
   }
+  live.running = true;
+  live.opening += 1;
+  const opening = live.opening;
+  const stillWanted = () => live.running && live.opening === opening;
+  ui.liveToggle.textContent = "Stop camera";
+  ui.liveToggle.setAttribute("aria-pressed", "true");
+  setStreamState("starting", "Opening the camera…");
+  let camera;
   try {
-    live.camera = await navigator.mediaDevices.getUserMedia({
+    camera = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 640 }, height: { ideal: 480 } },
       audio: false,
     });
   } catch (error) {
-    setStatus(`The camera could not be opened: ${error.message}`, true);
+    if (stillWanted()) failToStart(`The camera could not be opened: ${error.message}`);
     return;
   }
-  ui.camera.srcObject = live.camera;
-  await ui.camera.play();
+  if (!stillWanted()) {
+    camera.getTracks().forEach((track) => track.stop());
+    return;
+  }
+  live.camera = camera;
+  ui.camera.srcObject = camera;
+  try {
+    await ui.camera.play();
+  } catch (error) {
+    // Stopping while the video starts aborts play(); only a play that fails on its own is reported.
+    if (stillWanted()) failToStart(`The camera could not be shown: ${error.message}`);
+    return;
+  }
+  if (!stillWanted()) return;
   ui.photo.hidden = true;
   ui.camera.hidden = false;
   ui.stage.hidden = false;
   ui.overlay.replaceChildren();
   ui.faceList.replaceChildren();
-  live.running = true;
   live.attempt = 0;
   live.doneAt = [];
-  ui.liveToggle.textContent = "Stop camera";
-  ui.liveToggle.setAttribute("aria-pressed", "true");
   connectStream();
+}
+
+function failToStart(message) {
+  stopLive();
+  setStreamState("error", message, true);
 }
 
 export function stopLive() {
@@ -211,7 +237,7 @@ export function stopLive() {
   delete ui.fps.dataset.value;
 }
 
-/** Whether the camera is on (the tabs stop it when the image tab is chosen). */
+/** Whether live mode is on, from the click (the camera may still be opening); the image tab stops it. */
 export const isLive = () => live.running;
 
 export function wireLiveMode() {
