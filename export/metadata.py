@@ -33,7 +33,7 @@ def build_metadata(
     """metadata_props values (all strings, JSON where structured), in ``MetadataKey`` names."""
     config = record.get("config", {})
     crop = config.get("crop", 48)
-    return {
+    metadata = {
         MetadataKey.LABELS: json.dumps(list(LABELS)),
         MetadataKey.NAME: name,
         MetadataKey.VERSION: version,
@@ -48,6 +48,10 @@ def build_metadata(
         MetadataKey.TEMPERATURE: f"{temperature:.6g}",
         MetadataKey.EPOCHS: str(record.get("epochs_trained", "unknown")),
     }
+    if "teacher" in record:  # a distilled student: which file taught it, by hash, and how much of each target
+        teacher = {**record["teacher"], "weight": config.get("teacher_weight")}
+        metadata[MetadataKey.TEACHER] = json.dumps(teacher, sort_keys=True)
+    return metadata
 
 
 def sha256_file(path: Path) -> str:

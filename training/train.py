@@ -38,7 +38,8 @@ HELP = {
     "keep_epochs": "keep each epoch's weights in the run folder (weight averaging)",
     "residual": "residual stages (a skip connection around each pair of convolutions)",
     "teacher": "distil: an ONNX teacher (e.g. an export.ensemble file) whose probabilities join the labels",
-    "teacher_weight": "the teacher's share of each training target (default 0.7)",
+    "teacher_weight": f"the teacher's share of each training target (default {TrainConfig.teacher_weight:g})",
+    "label_smoothing": f"default {TrainConfig.label_smoothing:g}; 0 with --teacher (its answers soften the target)",
 }
 FLAG_NAMES = {"learning_rate": "--lr"}
 CHOICES = {"class_weighting": list(get_args(ClassWeighting)), "schedule": list(get_args(Schedule))}
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         given["learning_rate"] = defaults.learning_rate / 10
     if "warmup_epochs" not in given:  # the schedule's shape, not a count: 9 of the default 60, 2 of a 10-epoch tune
         given["warmup_epochs"] = round(WARMUP_SHARE * given.get("epochs", defaults.epochs))
+    if "teacher" in given and "label_smoothing" not in given:  # s2, the served student (docs/model.md)
+        given["label_smoothing"] = 0.0
     return args, replace(defaults, **given)
 
 

@@ -38,6 +38,7 @@ class MetadataKey:
     TEMPERATURE: Final[str] = "temperature"  # calibration temperature applied in the graph ("1" = none)
     EPOCHS: Final[str] = "epochs_trained"  # epochs behind these weights, warm-started ancestors included
     MEMBERS: Final[str] = "ensemble_members"  # JSON list: each averaged network's version, recipe, epochs, scores
+    TEACHER: Final[str] = "distillation_teacher"  # JSON: a student's teacher file (path, SHA-256) and its weight
 
 
 class ModelContractError(Exception):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -456,18 +457,23 @@ def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, data
     assert local["trained_on"] == record["data"]
 
 
-def test_a_run_without_flags_trains_the_served_networks_recipe() -> None:
+def test_the_plain_command_trains_the_served_networks_recipe() -> None:
     """The defaults are the recipe of the file the service runs by default (its own metadata says which), so the
-    plain ``training.train`` command of docs/model.md trains that network; only the seed, and bfloat16 (asked for where
-    the CPU has it), may differ. A 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
+    plain ``training.train`` command of docs/model.md, given the same teacher, trains that network; only the seed,
+    and bfloat16 (asked for where the CPU has it), may differ. Without a teacher it is the student's twin, m4's
+    recipe (label smoothing 0.15). A 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
     from training.train import parse_args
 
     served = ort.InferenceSession(str(REPO / "service" / "deepfer" / "models" / "emotion-int8.onnx"))
     recipe = json.loads(served.get_modelmeta().custom_metadata_map[MetadataKey.CONFIG])
-    _, config = parse_args(["--data", "fer2013.zip", "--out", "runs/x"])
+    teacher = ["--teacher", recipe["teacher"]] if recipe["teacher"] else []
+    _, config = parse_args(["--data", "fer2013.zip", "--out", "runs/x", *teacher])
     defaults = json.loads(config.to_json())
     differing = {name for name in recipe if recipe[name] != defaults[name]}
     assert differing <= {"seed", "mixed_precision"}, {name: (recipe[name], defaults[name]) for name in differing}
+    _, twin = parse_args(["--data", "fer2013.zip", "--out", "runs/y"])
+    assert (twin.teacher, twin.label_smoothing) == (None, 0.15)
+    assert replace(twin, teacher=config.teacher, label_smoothing=config.label_smoothing) == config
     _, tune = parse_args(["--data", "mine", "--out", "runs/y", "--init", "emotion.keras", "--epochs", "10"])
     assert (tune.warmup_epochs, tune.learning_rate) == (2, config.learning_rate / 10)
 
@@ -489,7 +495,8 @@ def test_a_distilled_run_learns_from_the_teachers_answers_on_its_own_training_fa
     tmp_path: Path, dataset: Path, exported: Path
 ) -> None:
     """``--teacher``: the teacher's probabilities on exactly the run's training faces, cached under the teacher's
-    hash, recorded with the run; validation still scored on the labels."""
+    hash, recorded with the run and in the exported student's metadata; validation still scored on the labels, and
+    no label smoothing unless asked for (the teacher's probabilities soften the target)."""
     run = tmp_path / "student"
     tiny = ["--epochs", "1", "--batch-size", "32", "--widths", "8", "16", "32", "64", "--limit-per-class", "20"]
     teacher = exported.with_name("emotion-int8.onnx")
@@ -497,6 +504,11 @@ def test_a_distilled_run_learns_from_the_teachers_answers_on_its_own_training_fa
     record = json.loads((run / "run.json").read_text())
     assert record["teacher"] == {"path": str(teacher), "sha256": sha256_of_file(teacher)}
     assert record["config"]["teacher_weight"] == 1.0 and 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
+    assert record["config"]["label_smoothing"] == 0.0
+    student = tmp_path / "student.onnx"
+    run_module("export", "--model", run / "best.keras", "--out", student)
+    metadata = ort.InferenceSession(str(student)).get_modelmeta().custom_metadata_map
+    assert json.loads(metadata[MetadataKey.TEACHER]) == {**record["teacher"], "weight": 1.0}
     (cache,) = run.glob("teacher-*.npy")
     full = load_split(dataset, "train", 20)
     keep, _ = stratified_split(full.labels, record["config"]["val_fraction"], record["config"]["split_seed"])
