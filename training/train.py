@@ -107,7 +107,7 @@ class Splits:
 
 
 def load_data(source: Path, config: TrainConfig) -> Splits:
-    """Stratified train/validation split of ``train/``; ``test/`` is only ever scored, never selected on."""
+    """Stratified train/validation split of ``train/``; ``test/`` is only counted for the run's record here."""
     full = load_split(source, "train", config.limit_per_class)
     keep, held = stratified_split(full.labels, config.val_fraction, config.split_seed)
     test = load_split(source, "test", config.limit_per_class) if has_split(source, "test") else None
@@ -220,17 +220,13 @@ def fit(model: Any, splits: Splits, config: TrainConfig, out: Path) -> None:
 
 
 def score_best(out: Path, splits: Splits) -> dict[str, float]:
-    """Accuracy of the best checkpoint on validation and, for the record only, on the test split."""
+    """Validation accuracy of the best checkpoint. The test split is not scored here: the end of a run is where
+    candidates are compared, and PublicTest is scored once per shipped file (``training.evaluate``), not per run."""
     from training.model import load_network
 
     best = load_network(out / "best.keras")
-    metrics = {}
-    for name, faces in (("val", splits.val), ("test", splits.test)):
-        if faces is None:
-            continue
-        probabilities = best.predict(faces.faces[..., np.newaxis].astype(np.float32), batch_size=256, verbose=0)
-        metrics[f"{name}_accuracy"] = float(np.mean(probabilities.argmax(axis=1) == faces.labels))
-    return metrics
+    probabilities = best.predict(splits.val.faces[..., np.newaxis].astype(np.float32), batch_size=256, verbose=0)
+    return {"val_accuracy": float(np.mean(probabilities.argmax(axis=1) == splits.val.labels))}
 
 
 def main(argv: list[str] | None = None) -> int:

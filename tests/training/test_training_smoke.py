@@ -489,6 +489,8 @@ def test_a_one_cycle_run_finishes_with_its_metrics_recorded(tmp_path: Path, data
     record = json.loads((run / "run.json").read_text())
     assert record["config"]["schedule"] == "one_cycle"
     assert 0.0 <= record["metrics"]["val_accuracy"] <= 1.0
+    # The data has a test split, counted but never scored by a run: PublicTest is scored once per shipped file.
+    assert record["data"]["test"] and set(record["metrics"]) == {"val_accuracy", "train_seconds"}
 
 
 def test_a_distilled_run_learns_from_the_teachers_answers_on_its_own_training_faces(
