@@ -245,6 +245,27 @@ SLOW_CAMERA = """
   };
 })();
 """
+# GET /model answered 0.8 s late once `window.__slowModel` is set: live mode asks it whether a key is needed before
+# each connection, so a stop and a new start can land while that question is in flight.
+SLOW_MODEL = """
+(() => {
+  const fetchNow = window.fetch.bind(window);
+  window.__slowModel = false;
+  window.__modelAsked = 0;
+  window.fetch = async (resource, options) => {
+    if (window.__slowModel && String(resource).endsWith("model")) {
+      window.__modelAsked += 1;
+      await new Promise((resolve) => setTimeout(resolve, 800));
+    }
+    return fetchNow(resource, options);
+  };
+})();
+"""
+REFUSED_CAMERA = """
+navigator.mediaDevices.getUserMedia = async () => {
+  throw new DOMException("Permission denied", "NotAllowedError");
+};
+"""
 LIVE_TRACKS = """
 () => window.__cameras.flatMap((camera) => camera.getTracks()).filter((track) => track.readyState === "live").length
 """
@@ -395,6 +416,35 @@ def test_stopping_while_the_camera_opens_leaves_no_camera_running(
     assert page.evaluate(LIVE_TRACKS) == 1
     toggle.click()
     assert page.evaluate(LIVE_TRACKS) == 0
+
+
+def test_a_stop_and_start_during_the_key_check_opens_one_stream(page: Any, server_url: str) -> None:
+    """Stopped and started again while the first start still waits for GET /model (asked before every connection):
+    the first start's connection is dropped, so one stream opens, not two with only one of them stopped."""
+    page.add_init_script(SLOW_MODEL)
+    page.goto(server_url + "/")
+    page.evaluate("window.__slowModel = true")
+    page.get_by_role("tab", name="Live").click()
+    toggle = page.locator("#live-toggle")
+    toggle.click()
+    page.wait_for_function("() => window.__modelAsked === 1", timeout=10_000)
+    toggle.click()
+    toggle.click()
+    wait_for_results(page, 3)
+    page.wait_for_timeout(1000)  # past the first start's delayed answer, had it gone on to connect
+    assert page.evaluate("window.__stream.opened") == 1
+    toggle.click()
+    sync_api.expect(page.locator("#live-state")).to_have_text("stopped")
+
+
+def test_a_refused_camera_says_so_and_leaves_live_mode_off(page: Any, server_url: str) -> None:
+    """The browser refuses the camera (the user said no): the page says why and the button starts again."""
+    page.add_init_script(REFUSED_CAMERA)
+    start_live(page, server_url)
+    sync_api.expect(page.locator("#status")).to_have_text("The camera could not be opened: Permission denied")
+    sync_api.expect(page.locator("#live-state")).to_have_text("error")
+    sync_api.expect(page.locator("#live-toggle")).to_have_attribute("aria-pressed", "false")
+    assert page.evaluate("window.__stream.opened") == 0
 
 
 def test_api_key_field_unlocks_a_protected_service(

@@ -27,9 +27,11 @@ const FINAL_CLOSES = {
 // Close codes that come without a reason of their own (RFC 6455); the service's own codes carry one.
 const CLOSE_NAMES = { 1001: "going away", 1006: "connection lost", 1011: "server error", 1012: "service restart" };
 
-// `opening` counts calls to getUserMedia, so that a camera granted after the user stopped (or restarted) live mode
-// is recognised as stale and closed at once.
-const live = { camera: null, running: false, opening: 0, socket: null, timer: 0, attempt: 0, doneAt: [] };
+// `session` numbers each start of live mode. Whatever resumes after an await (a granted camera, the key check before
+// a connection) goes on only while its session is the current one: after a stop, or a stop and a new start, it does
+// nothing, and a camera it was granted is closed.
+const live = { camera: null, running: false, session: 0, socket: null, timer: 0, attempt: 0, doneAt: [] };
+const isCurrent = (session) => live.running && live.session === session;
 const grabber = document.createElement("canvas");
 
 function setStreamState(state, message, isError = false) {
@@ -129,27 +131,27 @@ function onStreamClose(stream, event) {
     if (badKey) ui.apiKey.focus();
     return;
   }
-  reconnectLater(`The stream closed (${reason})`);
+  reconnectLater(`The stream closed (${reason})`, stream.session);
 }
 
-function reconnectLater(why) {
+function reconnectLater(why, session) {
   const delay = BACKOFF_MS[Math.min(live.attempt, BACKOFF_MS.length - 1)];
   live.attempt += 1;
   setStreamState("reconnecting", `${why}; reconnecting in ${(delay / 1000).toFixed(1)} s…`, true);
-  live.timer = setTimeout(connectStream, delay);
+  live.timer = setTimeout(() => connectStream(session), delay);
 }
 
-async function connectStream() {
-  if (!live.running) return;
+async function connectStream(session) {
+  if (!isCurrent(session)) return;
   setStreamState("connecting", "Connecting to the stream…");
   let needsKey;
   try {
     needsKey = await serviceNeedsKey();
   } catch (error) {
-    if (live.running) reconnectLater(`Could not reach the service (${error.message})`);
+    if (isCurrent(session)) reconnectLater(`Could not reach the service (${error.message})`, session);
     return;
   }
-  if (!live.running) return;
+  if (!isCurrent(session)) return;
   const key = ui.apiKey.value.trim();
   if (needsKey && !key) {
     stopLive();
@@ -158,7 +160,7 @@ async function connectStream() {
     return;
   }
   const socket = new WebSocket(streamUrl());
-  const stream = { socket, sent: 0, sizes: new Map(), lastSentAt: -Infinity, minGapMs: 0 };
+  const stream = { session, socket, sent: 0, sizes: new Map(), lastSentAt: -Infinity, minGapMs: 0 };
   live.socket = socket;
   socket.addEventListener("open", () => {
     if (needsKey) socket.send(JSON.stringify({ api_key: key }));
@@ -175,9 +177,8 @@ async function startLive() {
     return;
   }
   live.running = true;
-  live.opening += 1;
-  const opening = live.opening;
-  const stillWanted = () => live.running && live.opening === opening;
+  live.session += 1;
+  const session = live.session;
   ui.liveToggle.textContent = "Stop camera";
   ui.liveToggle.setAttribute("aria-pressed", "true");
   setStreamState("starting", "Opening the camera…");
@@ -188,10 +189,10 @@ async function startLive() {
       audio: false,
     });
   } catch (error) {
-    if (stillWanted()) failToStart(`The camera could not be opened: ${error.message}`);
+    if (isCurrent(session)) failToStart(`The camera could not be opened: ${error.message}`);
     return;
   }
-  if (!stillWanted()) {
+  if (!isCurrent(session)) {
     camera.getTracks().forEach((track) => track.stop());
     return;
   }
@@ -201,10 +202,10 @@ async function startLive() {
     await ui.camera.play();
   } catch (error) {
     // Stopping while the video starts aborts play(); only a play that fails on its own is reported.
-    if (stillWanted()) failToStart(`The camera could not be shown: ${error.message}`);
+    if (isCurrent(session)) failToStart(`The camera could not be shown: ${error.message}`);
     return;
   }
-  if (!stillWanted()) return;
+  if (!isCurrent(session)) return;
   ui.photo.hidden = true;
   ui.camera.hidden = false;
   ui.stage.hidden = false;
@@ -212,7 +213,7 @@ async function startLive() {
   ui.faceList.replaceChildren();
   live.attempt = 0;
   live.doneAt = [];
-  connectStream();
+  connectStream(session);
 }
 
 function failToStart(message) {
