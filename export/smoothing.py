@@ -1,11 +1,12 @@
 """The optional test-time smoothing the exported graph applies before the network, defined once (no TensorFlow).
 
 Off by default (``SMOOTHING_SIGMA`` 0): the training recipe (``training.augment``, by default and for m4 alike)
-leaves no sharpness gap for it to close. Its crops are integer shifts, not resampled, and only half of the faces
-are rotated and scaled, so the network learns from sharp faces too. Measured on the validation split with
-``bench/smoothing_sweep.py`` (2,872 faces, one face 0.035 points), sigma 0 / 0.4 / 0.6 / 0.8 give m4, the served
-network, 69.9 / 69.6 / 69.2 / 68.7%; m3 and m5 (m4's recipe on 40 px crops) gain at most 6 faces at 0.4 and lose
-up to 0.7 points at 0.6, and the default recipe's v5 stage 1 gave 65.9 / 65.8 / 64.6% at 0 / 0.4 / 0.6.
+leaves no sharpness gap for it to close. Its crops are integer shifts, not resampled, and only half of the faces are
+rotated and scaled, so the network learns from sharp faces too. Measured on the validation split with
+``bench/smoothing_sweep.py`` (2,872 faces, one face 0.035 points), sigma 0 / 0.4 / 0.6 / 0.8 give m4 (the default
+before s2, on the same recipe), 69.9 / 69.6 / 69.2 / 68.7%; m3 and m5 (m4's recipe on 40 px crops) gain at most 6
+faces at 0.4 and lose up to 0.7 points at 0.6, and the default recipe's v5 stage 1 gave 65.9 / 65.8 / 64.6% at 0 /
+0.4 / 0.6.
 
 History: v3 and w3 trained on faces that rotation, zoom and shift augmentation all resampled bilinearly at
 sub-pixel offsets, a low-pass the raw faces at inference never got; for them sigma 0.6 was best on validation

@@ -20,12 +20,12 @@ class TrainConfig:
     split_seed: int = 1337
     epochs: int = 60
     batch_size: int = 128
-    # The defaults are m4's recipe, the served default network (70.0% on validation, docs/model.md), so that a run
-    # without flags trains what the project ships. SGD with Nesterov momentum: the optimiser behind the strongest
-    # published single FER2013 networks (+1.2 points over Adam in Khaireddin & Chen's ablation). "one_cycle" warms
-    # up linearly over ``warmup_epochs`` (the command line's default: 15% of ``epochs``) and decays linearly to 0:
-    # at lr 0.1 it reached 70.0% on validation in 60 epochs where the cosine schedule at 0.03 stopped near 68%
-    # after ~130; the last third of the decay does most of the work.
+    # The defaults are m4's recipe, and with ``--teacher`` that of s2, the served student (docs/model.md), so that
+    # the documented command trains what the project ships. SGD with Nesterov momentum: the optimiser behind the
+    # strongest published single FER2013 networks (+1.2 points over Adam in Khaireddin & Chen's ablation).
+    # "one_cycle" warms up linearly over ``warmup_epochs`` (the command line's default: 15% of ``epochs``) and
+    # decays linearly to 0: at lr 0.1 it reached 70.0% on validation in 60 epochs where the cosine schedule at 0.03
+    # stopped near 68% after ~130; the last third of the decay does most of the work.
     learning_rate: float = 0.1
     warmup_epochs: int = 9
     schedule: Schedule = "one_cycle"
@@ -54,8 +54,8 @@ class TrainConfig:
     erase_p: float = 0.25
     val_fraction: float = 0.1
     class_weighting: ClassWeighting = "none"
-    # bfloat16 compute: faster only where the CPU has AVX-512 BF16 or AMX (m1-m5 and s1 used it); on an AVX2-only host
-    # it is slower than float32, so it is asked for, not assumed.
+    # bfloat16 compute: faster only where the CPU has AVX-512 BF16 or AMX (m1-m6, s1 and s2 used it); on an
+    # AVX2-only host it is slower than float32, so it is asked for, not assumed.
     mixed_precision: bool = False
     # Epochs without a better validation accuracy before stopping. The one-cycle schedule peaks at its end, so
     # this only stops a run that has gone wrong; it is not a tuning knob.
