@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         given["learning_rate"] = defaults.learning_rate / 10
     if "warmup_epochs" not in given:  # the schedule's shape, not a count: 9 of the default 60, 2 of a 10-epoch tune
         given["warmup_epochs"] = round(WARMUP_SHARE * given.get("epochs", defaults.epochs))
-    if "teacher" in given and "label_smoothing" not in given:  # s2, the served student (docs/model.md)
+    if "teacher" in given and "label_smoothing" not in given:  # s2 and s3, the students (docs/model.md)
         given["label_smoothing"] = 0.0
     return args, replace(defaults, **given)
 

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     # Models.
     detector_path: Path = MODELS_DIR / "face_detection_yunet_2026may.onnx"
-    # The int8 copy of emotion.onnx: PublicTest 68.1% against the float file's 68.1% (s2, docs/model.md), at about a
+    # The int8 copy of emotion.onnx: PublicTest 69.8% against the float file's 69.7% (s3, docs/model.md), at about a
     # third of the CPU per face with AVX-512 VNNI (docs/performance.md); emotion.onnx is the float32 reference the
     # exporter checks.
     # A bare file name picks another shipped model (``_bare_names_are_shipped_models``).

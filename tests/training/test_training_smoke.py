@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -457,25 +458,27 @@ def test_a_carried_run_is_never_exported_against_other_data(tmp_path: Path, data
     assert local["trained_on"] == record["data"]
 
 
-def test_the_plain_command_trains_the_served_networks_recipe() -> None:
-    """The defaults are the recipe of the file the service runs by default (its own metadata says which), so the
-    plain ``training.train`` command of docs/model.md, given the same teacher, trains that network; only the seed,
-    and bfloat16 (asked for where the CPU has it), may differ. Without a teacher it is the student's twin, m4's
-    recipe (label smoothing 0.15). A 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
+def test_the_served_files_recorded_command_still_trains_its_recipe() -> None:
+    """The served file's own ``training_command``, replayed under today's defaults, parses to the recipe it was
+    trained with, so the rebuild command of docs/model.md still means what it meant (a changed default would
+    silently change it). Without a teacher or the long schedule, the plain command is m4's 60-epoch recipe with
+    label smoothing 0.15; a 10-epoch fine-tune keeps the schedule's shape: 15% warm-up, a tenth of the lr."""
     from training.train import parse_args
 
     served = ort.InferenceSession(str(REPO / "service" / "deepfer" / "models" / "emotion-int8.onnx"))
-    recipe = json.loads(served.get_modelmeta().custom_metadata_map[MetadataKey.CONFIG])
-    teacher = ["--teacher", recipe["teacher"]] if recipe["teacher"] else []
-    _, config = parse_args(["--data", "fer2013.zip", "--out", "runs/x", *teacher])
-    defaults = json.loads(config.to_json())
-    differing = {name for name in recipe if recipe[name] != defaults[name]}
-    assert differing <= {"seed", "mixed_precision"}, {name: (recipe[name], defaults[name]) for name in differing}
-    _, twin = parse_args(["--data", "fer2013.zip", "--out", "runs/y"])
-    assert (twin.teacher, twin.label_smoothing) == (None, 0.15)
+    metadata = served.get_modelmeta().custom_metadata_map
+    recipe = json.loads(metadata[MetadataKey.CONFIG])
+    command = shlex.split(metadata[MetadataKey.COMMAND])
+    assert command[:3] == ["python", "-m", "training.train"], command
+    _, config = parse_args(command[3:])
+    assert json.loads(config.to_json()) == recipe
+    _, plain = parse_args(["--data", "fer2013.zip", "--out", "runs/y"])
+    assert (plain.teacher, plain.label_smoothing, plain.epochs, plain.warmup_epochs) == (None, 0.15, 60, 9)
+    long_schedule = {"epochs": 120, "warmup_epochs": 15, "patience": 120}
+    twin = replace(plain, **long_schedule, seed=config.seed, mixed_precision=config.mixed_precision)
     assert replace(twin, teacher=config.teacher, label_smoothing=config.label_smoothing) == config
     _, tune = parse_args(["--data", "mine", "--out", "runs/y", "--init", "emotion.keras", "--epochs", "10"])
-    assert (tune.warmup_epochs, tune.learning_rate) == (2, config.learning_rate / 10)
+    assert (tune.warmup_epochs, tune.learning_rate) == (2, plain.learning_rate / 10)
 
 
 def test_a_one_cycle_run_finishes_with_its_metrics_recorded(tmp_path: Path, dataset: Path) -> None:
