@@ -75,8 +75,10 @@ def test_the_ensemble_file_records_each_member_and_the_split_it_was_chosen_on(
     temperature, test-time settings and metrics (what /model and docs/model.md show); ``training_config`` records
     the members' shared validation split, which evaluation rebuilds from it (``training.data.validation_faces``)."""
     first = {e.key: e.value for e in members[0].metadata_props}
-    config = {**json.loads(first[MetadataKey.CONFIG]), "seed": 5, "dropout": 0.3}  # another run, the same split
-    command = first[MetadataKey.COMMAND].replace("--seed 4", "--seed 5")
+    seed = json.loads(first[MetadataKey.CONFIG])["seed"]
+    config = {**json.loads(first[MetadataKey.CONFIG]), "seed": seed + 1, "dropout": 0.3}  # another run, same split
+    command = first[MetadataKey.COMMAND].replace(f"--seed {seed}", f"--seed {seed + 1}")
+    assert command != first[MetadataKey.COMMAND]
     other = retrained(
         members[1],
         **{
@@ -113,7 +115,7 @@ def test_the_ensemble_file_records_each_member_and_the_split_it_was_chosen_on(
         )
     assert json.loads(stored[MetadataKey.MEMBERS]) == expected
     # the two records really differ, in every field a mix-up could copy
-    assert [member["config"]["seed"] for member in expected] == [4, 5]
+    assert [member["config"]["seed"] for member in expected] == [seed, seed + 1]
     assert expected[0]["epochs_trained"] != expected[1]["epochs_trained"]
     assert expected[0]["temperature"] != expected[1]["temperature"]
 
