@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from typing import IO, Any
 import httpx
 import pytest
 import yaml
+
+from tests.servers import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -207,14 +208,6 @@ def nginx_directive(name: str) -> list[str]:
 # --- processes -------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until(check: Any, timeout_s: float, what: str) -> None:
     """Poll ``check()`` every 0.2 s until it is truthy; fail with ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -257,8 +250,7 @@ def running_replicas(count: int, workdir: Path, ready_timeout_s: float = 90.0) -
     replicas: list[Replica] = []
     logs: list[IO[bytes]] = []
     try:
-        for index in range(count):
-            port = free_port()
+        for index, port in enumerate(free_ports(count)):
             env = {**os.environ, "DEEPFER_HOST": "127.0.0.1", "DEEPFER_PORT": str(port), "DEEPFER_LOG_LEVEL": "warning"}
             log = workdir / f"replica-{index}.log"
             logs.append(log.open("wb"))

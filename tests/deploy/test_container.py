@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy.helpers import ROOT, answers_ok, free_port, public_scene, running_replicas, shared_dir, wait_until
+from tests.deploy.helpers import ROOT, answers_ok, public_scene, running_replicas, shared_dir, wait_until
+from tests.servers import free_port
 
 pytestmark = pytest.mark.container
 

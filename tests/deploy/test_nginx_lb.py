@@ -32,13 +32,13 @@ from deepfer.wire import StreamResult
 from tests.deploy.helpers import (
     Replica,
     answers_ok,
-    free_port,
     public_scene,
     render_nginx_conf,
     running_replicas,
     stop_process,
     wait_until,
 )
+from tests.servers import free_port
 
 # Debian installs nginx in /usr/sbin, which is not on a non-root user's PATH.
 NGINX = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
